@@ -1,0 +1,144 @@
+"""``hashmatch hash``: hash image files into records (one per file), for lists and inspection."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+import typer
+
+from hashmatch.algorithms.pdq import DIHEDRAL_VARIANTS
+from hashmatch.batch import HashJob, HashOutcome, hash_files
+from hashmatch.cli.options import parse_algorithms, parse_limits
+from hashmatch.cli.output import OutputFormat, open_writer, stderr_console
+from hashmatch.cli.progress import BatchProgress, discover_in_background
+from hashmatch.parallel import default_workers
+from hashmatch.walking import WalkEntry, walk_images
+
+EXIT_OK = 0
+EXIT_FAILURES = 2
+
+
+def hash_command(
+    paths: Annotated[list[str], typer.Argument(help="Image files or directories.")],
+    recursive: Annotated[
+        bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")
+    ] = False,
+    algorithms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-a",
+            "--algorithms",
+            help="Comma-separated: pdq, phash, dhash, ahash, whash, md5, sha256, or 'all'."
+            " [default: pdq]",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl | csv | table. [default: table on a terminal, else jsonl]",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write records to this file.")
+    ] = None,
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Add PDQ of the 7 rotations/flips (pdq_rotate90...).")
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option("--exact", help="Hash full-resolution pixels (slower; fast drifts 0-2 bits)."),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Processes decoding and hashing.")
+    ] = default_workers(),
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option("--follow-symlinks", help="Follow symbolic links found inside directories."),
+    ] = False,
+    max_bytes: Annotated[
+        int | None, typer.Option(help="Refuse files larger than this many bytes.")
+    ] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option(help="Refuse images declaring more pixels than this.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress bar and no summary.")
+    ] = False,
+) -> None:
+    """Hash image files: one record per file (exit 0 all hashed, 2 if any failed)."""
+    names = parse_algorithms(algorithms)
+    job = HashJob(names, exact, dihedral, parse_limits(max_bytes, max_pixels))
+    fmt = output_format or (
+        OutputFormat.table if sys.stdout.isatty() and output is None else OutputFormat.jsonl
+    )
+    columns = _columns(names, dihedral)
+    writer = open_writer(fmt, columns, output, table_title="hashmatch hash")
+    started = time.monotonic()
+    failed = written = 0
+    with BatchProgress("hashing", ["errors"], enabled=not quiet) as progress:
+        walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
+        entries = discover_in_background(walk, progress)
+        skipped = _SkipCounter()
+        try:
+            for outcome in hash_files(skipped.filter(entries), job, workers=workers):
+                writer.write(_record(outcome, names, dihedral))
+                written += 1
+                failed += outcome.error is not None
+                progress.advance(errors=int(outcome.error is not None))
+        finally:
+            writer.close()
+    if not quiet:
+        elapsed = time.monotonic() - started
+        rate = written / elapsed if elapsed > 0 else 0.0
+        stderr_console().print(
+            f"hashed {written - failed} of {written} files, {failed} failed, {skipped.count}"
+            f" skipped (not images or symbolic links) in {elapsed:.1f}s ({rate:.1f} files/s)"
+        )
+    raise typer.Exit(EXIT_FAILURES if failed else EXIT_OK)
+
+
+class _SkipCounter:
+    """Drops walk entries that are not images (or not followed), counting them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def filter(self, entries: Iterable[WalkEntry]) -> Iterator[WalkEntry]:
+        for entry in entries:
+            if entry.skipped is None:
+                yield entry
+            else:
+                self.count += 1
+
+
+def _columns(names: tuple[str, ...], dihedral: bool) -> list[str]:
+    columns = ["path", *names]
+    if "pdq" in names:
+        columns.append("pdq_quality")
+        if dihedral:
+            columns.extend(f"pdq_{variant}" for variant in DIHEDRAL_VARIANTS)
+    return [*columns, "width", "height", "error"]
+
+
+def _record(outcome: HashOutcome, names: tuple[str, ...], dihedral: bool) -> dict[str, Any]:
+    result = outcome.result
+    record: dict[str, Any] = {"path": outcome.path}
+    for name in names:
+        record[name] = result[name].hex if result is not None else None
+    if "pdq" in names:
+        record["pdq_quality"] = result.pdq_quality if result is not None else None
+        if dihedral:
+            variants = result.variants.get("pdq", {}) if result is not None else {}
+            for variant in DIHEDRAL_VARIANTS:
+                record[f"pdq_{variant}"] = variants[variant].hex if variant in variants else None
+    record["width"] = result.width if result is not None else None
+    record["height"] = result.height if result is not None else None
+    record["error"] = outcome.error
+    return record

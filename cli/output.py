@@ -1,0 +1,138 @@
+"""One output helper for every command: jsonl, csv or a table, to stdout or a file.
+
+jsonl and csv stream (one line per record as it is written, flushed), so a long run keeps what
+it wrote if killed. CSV cells that a spreadsheet would run as a formula are prefixed with
+``'``. Non-UTF-8 file names survive: in jsonl as ``\\udcXX`` escapes that decode back to the
+same name, in csv as their original bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["OutputFormat", "RecordWriter", "open_writer", "stderr_console"]
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+    table = "table"
+
+
+class RecordWriter(Protocol):
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def open_writer(
+    output_format: OutputFormat,
+    columns: Sequence[str],
+    path: str | None = None,
+    *,
+    append: bool = False,
+    table_title: str | None = None,
+) -> RecordWriter:
+    """A writer for ``output_format`` to ``path`` (stdout when None or ``-``)."""
+    stream = _open_stream(path, append, newline="" if output_format == OutputFormat.csv else None)
+    if output_format == OutputFormat.jsonl:
+        return _JsonlWriter(stream)
+    if output_format == OutputFormat.csv:
+        return _CsvWriter(stream, columns, write_header=not (append and stream.tell() > 0))
+    return _TableWriter(stream, columns, table_title)
+
+
+def _open_stream(path: str | None, append: bool, newline: str | None) -> TextIO:
+    if path is None or path == "-":
+        if newline == "" and isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(newline="")
+        return sys.stdout
+    mode = "a" if append else "w"
+    return open(path, mode, encoding="utf-8", errors="surrogateescape", newline=newline)
+
+
+def _escape_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class _JsonlWriter:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False)
+        self._stream.write(line.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not sys.stdout:
+            self._stream.close()
+
+
+class _CsvWriter:
+    def __init__(self, stream: TextIO, columns: Sequence[str], write_header: bool) -> None:
+        self._stream = stream
+        self._writer = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
+        if write_header:
+            self._writer.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        row = {}
+        for key, value in record.items():
+            if isinstance(value, (list, dict)):
+                value = json.dumps(value, ensure_ascii=False)
+            row[key] = _escape_cell(value)
+        self._writer.writerow(row)
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not sys.stdout:
+            self._stream.close()
+
+
+class _TableWriter:
+    """For people: collects the rows and prints one table at the end."""
+
+    def __init__(self, stream: TextIO, columns: Sequence[str], title: str | None) -> None:
+        self._stream = stream
+        self._columns = list(columns)
+        self._rows: list[list[str]] = []
+        self._title = title
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append([_cell_text(record.get(column)) for column in self._columns])
+
+    def close(self) -> None:
+        table = Table(title=self._title, show_lines=False)
+        for column in self._columns:
+            table.add_column(column, overflow="fold")
+        for row in self._rows:
+            table.add_row(*row)
+        Console(file=self._stream, highlight=False, soft_wrap=False).print(table)
+        if self._stream is not sys.stdout:
+            self._stream.close()
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value).encode("utf-8", "replace").decode("utf-8")

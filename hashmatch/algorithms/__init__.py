@@ -1,0 +1,1 @@
+"""Built-in hash algorithms, one module each; the registry imports every public module here."""

@@ -1,0 +1,36 @@
+"""Shared glue for the 64-bit imagehash algorithms: hash our loaded pixels, not a re-decode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import imagehash
+from PIL import Image
+
+from hashmatch.hashes import Hash
+from hashmatch.loading import OpenedImage
+from hashmatch.registry import Algorithm, Computed, register_algorithm
+
+DEFAULT_THRESHOLD_64 = 10
+"""About 15% of 64 bits: the usual cut-off for imagehash's 8x8 hashes."""
+
+
+def register_imagehash(
+    name: str, function: Callable[[Image.Image], imagehash.ImageHash], description: str
+) -> Algorithm:
+    """Register ``function`` (an imagehash 8x8 hash) as the algorithm ``name``."""
+
+    def compute(image: OpenedImage, dihedral: bool) -> Computed:
+        result = function(image.decoded().image)
+        return Computed(Hash.from_bits(name, result.hash))
+
+    return register_algorithm(
+        Algorithm(
+            name=name,
+            bits=64,
+            default_threshold=DEFAULT_THRESHOLD_64,
+            compute=compute,
+            needs_pixels=True,
+            description=description,
+        )
+    )

@@ -1,0 +1,77 @@
+"""``hash_image``: one input, any set of algorithms, decoded at most once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from hashmatch.hashes import Hash
+from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource, open_image
+from hashmatch.registry import resolve_algorithms
+
+__all__ = ["HashResult", "hash_image"]
+
+
+@dataclass(frozen=True)
+class HashResult(Mapping[str, Hash]):
+    """The hashes of one image by algorithm name (a read-only mapping), plus facts about it.
+
+    ``result["pdq"]`` is a :class:`Hash`; the mapping can be passed straight to a lookup.
+    """
+
+    hashes: dict[str, Hash]
+    width: int
+    """Width of the original image, upright (after EXIF orientation)."""
+    height: int
+    pdq_quality: int | None = None
+    """PDQ's 0-100 quality score when PDQ was computed; below 50 matches are unreliable."""
+    variants: dict[str, dict[str, Hash]] = field(default_factory=dict)
+    """Dihedral variant hashes by algorithm then variant name, when asked for."""
+    format: str | None = None
+
+    def __getitem__(self, algorithm: str) -> Hash:
+        return self.hashes[algorithm]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.hashes)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def hash_image(
+    source: ImageSource,
+    algorithms: str | Iterable[str] = ("pdq",),
+    *,
+    exact: bool = False,
+    dihedral: bool = False,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> HashResult:
+    """Hash ``source`` (path, bytes, binary file object or PIL image) with ``algorithms``.
+
+    ``algorithms`` takes names, a comma-separated string or ``"all"``. The image is decoded
+    once for all perceptual algorithms and not at all for md5/sha256, which hash the original
+    bytes. ``exact`` hashes full-resolution pixels instead of the faster reduced decode;
+    ``dihedral`` adds PDQ's seven rotated/flipped variants. Raises a
+    :class:`~hashmatch.HashmatchError` subclass naming the input when it cannot be hashed.
+    """
+    chosen = resolve_algorithms(algorithms)
+    opened = open_image(source, exact=exact, limits=limits)
+    hashes: dict[str, Hash] = {}
+    variants: dict[str, dict[str, Hash]] = {}
+    pdq_quality = None
+    for algorithm in chosen:
+        computed = algorithm.compute(opened, dihedral)
+        hashes[algorithm.name] = computed.hash
+        if computed.variants:
+            variants[algorithm.name] = computed.variants
+        if algorithm.name == "pdq":
+            pdq_quality = computed.quality
+    return HashResult(
+        hashes=hashes,
+        width=opened.width,
+        height=opened.height,
+        pdq_quality=pdq_quality,
+        variants=variants,
+        format=opened.format,
+    )

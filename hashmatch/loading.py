@@ -1,0 +1,286 @@
+"""Safe image loading: any supported input to the RGB pixels the hashes need.
+
+``open_image`` reads the input (within :class:`ImageLimits`) and parses only the header, so
+exact byte hashes never decode and oversized images are refused before a pixel is allocated.
+``OpenedImage.decoded()`` then decodes once: first frame, EXIF orientation applied, any mode
+flattened to RGB. The default fast path decodes JPEGs at a reduced DCT scale (Pillow's draft
+mode) and box-reduces everything to a working size that keeps the hashes within a few bits of
+full-resolution hashing (see ``bench/hashing.py``); ``exact=True`` keeps every pixel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from hashmatch.errors import (
+    ImageDecodeError,
+    ImageReadError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
+from hashmatch.formats import DECODABLE_FORMATS, describe_non_image
+from hashmatch.pixels import to_rgb
+from hashmatch.reduction import AxisBoxes, orient_axes
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "WORKING_SIZE",
+    "ImageLimits",
+    "ImageSource",
+    "LoadedImage",
+    "OpenedImage",
+    "load_image",
+    "open_image",
+]
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO, Image.Image]
+"""A path, encoded image bytes, a binary file object, or an already opened PIL image."""
+
+WORKING_SIZE = 256
+"""Fast path: the shorter side is reduced to between this and twice this before hashing."""
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_REDUCIBLE_MODES = {"RGB", "L", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"}
+
+try:  # HEIC/HEIF when the optional plugin is installed; AVIF is built into current Pillow.
+    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Resource limits applied to every input; the defaults suit hostile uploads."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    """Largest encoded input read, in bytes."""
+    max_pixels: int = 128 * 1024 * 1024
+    """Largest declared width x height decoded; checked from the header, before decoding."""
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Decoded RGB pixels, upright, with the size of the original image."""
+
+    image: Image.Image
+    """Mode RGB; on the fast path smaller than the original."""
+    width: int
+    height: int
+    format: str | None
+    rows: AxisBoxes | None = None
+    """How working rows map to original rows; None when they are the original pixels."""
+    cols: AxisBoxes | None = None
+
+    @cached_property
+    def array(self) -> np.ndarray:
+        """The pixels as a read-only ``height x width x 3`` uint8 array."""
+        return np.asarray(self.image)
+
+
+@dataclass
+class OpenedImage:
+    """An input whose header has been read; pixels are decoded on first use, once."""
+
+    name: str
+    data: bytes | None
+    """The original encoded bytes (None for a PIL image given directly)."""
+    width: int
+    height: int
+    format: str | None
+    exact: bool
+    """Decode every pixel instead of the fast reduced path."""
+    _image: Image.Image = field(repr=False)
+    _loaded: LoadedImage | None = field(default=None, repr=False)
+
+    def decoded(self) -> LoadedImage:
+        """The upright RGB pixels; raises an ImageError subclass if they do not decode."""
+        if self._loaded is None:
+            self._loaded = _decode(self)
+        return self._loaded
+
+
+def open_image(
+    source: ImageSource, *, exact: bool = False, limits: ImageLimits = DEFAULT_LIMITS
+) -> OpenedImage:
+    """Read ``source`` and parse its header; raises an :class:`~hashmatch.ImageError` subclass.
+
+    ``exact`` makes the later decode keep the full resolution instead of the fast path.
+    """
+    if isinstance(source, Image.Image):
+        return _open_pil(source, exact, limits)
+    name, data = _read_source(source, limits)
+    try:
+        image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(name, describe_non_image(data[:512])) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(name, str(exc)) from None
+    except Exception as exc:  # Pillow raises many types for broken headers.
+        raise ImageDecodeError(name, f"broken image header ({_describe(exc)})") from None
+    width, height = image.size
+    _check_pixels(name, width, height, limits)
+    if _orientation(image) in (5, 6, 7, 8):
+        width, height = height, width
+    return OpenedImage(name, data, width, height, image.format, exact, image)
+
+
+def load_image(
+    source: ImageSource, *, exact: bool = False, limits: ImageLimits = DEFAULT_LIMITS
+) -> LoadedImage:
+    """Decode ``source`` to upright RGB pixels ready for hashing."""
+    return open_image(source, exact=exact, limits=limits).decoded()
+
+
+def _open_pil(image: Image.Image, exact: bool, limits: ImageLimits) -> OpenedImage:
+    name = "<PIL image>"
+    width, height = image.size
+    _check_pixels(name, width, height, limits)
+    return OpenedImage(name, None, width, height, image.format, exact, image)
+
+
+def _read_source(source: ImageSource, limits: ImageLimits) -> tuple[str, bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        _check_bytes("<bytes>", len(data), limits)
+        return "<bytes>", data
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        return path, _read_path(path, limits)
+    if hasattr(source, "read"):
+        raw_name = getattr(source, "name", None)
+        name = raw_name if isinstance(raw_name, str) else "<file object>"
+        try:
+            data = source.read(limits.max_bytes + 1)
+        except OSError as exc:
+            raise ImageReadError(name, _describe(exc)) from None
+        if not isinstance(data, bytes):
+            raise ImageReadError(name, "file object must be opened in binary mode")
+        _check_bytes(name, len(data), limits)
+        return name, data
+    raise TypeError(f"cannot read an image from {type(source).__name__}")
+
+
+def _read_path(path: str, limits: ImageLimits) -> bytes:
+    try:
+        # O_NONBLOCK: opening a FIFO must not hang; the type check below then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory") from None
+    except OSError as exc:
+        raise ImageReadError(path, _describe(exc)) from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageReadError(path, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError(path, "not a regular file")
+        _check_bytes(path, info.st_size, limits)
+        try:
+            data = file.read(limits.max_bytes + 1)
+        except OSError as exc:
+            raise ImageReadError(path, _describe(exc)) from None
+    _check_bytes(path, len(data), limits)
+    return data
+
+
+def _check_bytes(name: str, size: int, limits: ImageLimits) -> None:
+    if size > limits.max_bytes:
+        raise ImageTooLargeError(
+            name, f"{size} bytes exceeds the limit of {limits.max_bytes} bytes"
+        )
+
+
+def _check_pixels(name: str, width: int, height: int, limits: ImageLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(name, f"declares an empty size {width}x{height}")
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            name,
+            f"{width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{limits.max_pixels} (decompression bomb?)",
+        )
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation 1-8; garbage EXIF counts as upright rather than failing the image."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:
+        return 1
+
+
+def _decode(opened: OpenedImage) -> LoadedImage:
+    image, exact = opened._image, opened.exact
+    original_width, original_height = image.size
+    try:
+        if opened.data is not None and not exact and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+        image.load()
+        box = _draft_box(original_width, original_height, image.size)
+        orientation = _orientation(image)
+        if not exact and image.mode in _REDUCIBLE_MODES:
+            image, box = _reduce(image, box)
+        image = to_rgb(image)
+        if not exact:
+            image, box = _reduce(image, box)
+        method = _ORIENTATION_TRANSPOSE.get(orientation)
+        if method is not None:
+            image = image.transpose(method)
+    except MemoryError:
+        raise ImageTooLargeError(opened.name, "ran out of memory while decoding") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(opened.name, str(exc)) from None
+    except Exception as exc:
+        raise ImageDecodeError(opened.name, _describe(exc)) from None
+    if image is opened._image:
+        image = image.copy()  # never hand out (or let a caller mutate) the caller's PIL image
+    if box == 1:
+        return LoadedImage(image, image.width, image.height, opened.format)
+    rows, cols = orient_axes(
+        AxisBoxes(original_height, box), AxisBoxes(original_width, box), method
+    )
+    return LoadedImage(image, cols.length, rows.length, opened.format, rows, cols)
+
+
+def _draft_box(width: int, height: int, decoded_size: tuple[int, int]) -> int:
+    """The JPEG DCT scale factor that turned ``width x height`` into ``decoded_size``."""
+    for box in (1, 2, 4, 8):
+        if (-(-width // box), -(-height // box)) == decoded_size:
+            return box
+    raise ValueError(f"unexpected decoded size {decoded_size} for {width}x{height}")
+
+
+def _reduce(image: Image.Image, box: int) -> tuple[Image.Image, int]:
+    factor = min(image.size) // WORKING_SIZE
+    if factor < 2:
+        return image, box
+    return image.reduce(factor), box * factor
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return text

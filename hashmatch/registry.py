@@ -1,0 +1,118 @@
+"""The registry of hash algorithms.
+
+Each algorithm lives in one module of :mod:`hashmatch.algorithms` and registers an
+:class:`Algorithm` there: adding an algorithm is adding one module. Perceptual algorithms hash
+decoded pixels; exact ones (md5, sha256) hash the original file bytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hashmatch.errors import UnknownAlgorithmError
+
+if TYPE_CHECKING:
+    from hashmatch.hashes import Hash
+    from hashmatch.loading import OpenedImage
+
+__all__ = [
+    "Algorithm",
+    "Computed",
+    "algorithm_names",
+    "get_algorithm",
+    "register_algorithm",
+    "resolve_algorithms",
+]
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What one algorithm produced for one image."""
+
+    hash: Hash
+    quality: int | None = None
+    """0-100 where the algorithm rates how informative its input was (PDQ), else None."""
+    variants: dict[str, Hash] = field(default_factory=dict)
+    """Hashes of the rotated/flipped image by variant name, when asked for and supported."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One hash algorithm: its name, size, default match threshold and how to compute it."""
+
+    name: str
+    bits: int
+    default_threshold: int
+    """Largest Hamming distance that still counts as a match (0 means exact)."""
+    compute: Callable[[OpenedImage, bool], Computed]
+    """``compute(image, dihedral)``; uses ``image.decoded()`` or ``image.data``."""
+    needs_pixels: bool
+    """False for exact byte hashes, which never decode the image."""
+    description: str
+    supports_dihedral: bool = False
+
+
+_REGISTRY: dict[str, Algorithm] = {}
+_builtins_loaded = False
+
+
+def register_algorithm(algorithm: Algorithm) -> Algorithm:
+    """Add an algorithm; names are unique and lower case."""
+    if algorithm.name != algorithm.name.lower() or not algorithm.name.isidentifier():
+        raise ValueError(f"algorithm names are lower-case identifiers, got {algorithm.name!r}")
+    if algorithm.name in _REGISTRY and _REGISTRY[algorithm.name] != algorithm:
+        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+    _REGISTRY[algorithm.name] = algorithm
+    return algorithm
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    package = importlib.import_module("hashmatch.algorithms")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"hashmatch.algorithms.{module.name}")
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registered algorithm called ``name`` (case-insensitive)."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name.strip().lower()]
+    except KeyError:
+        known = ", ".join(algorithm_names())
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r} (known: {known})") from None
+
+
+def algorithm_names() -> list[str]:
+    """Every registered algorithm, PDQ first, then perceptual, then exact."""
+    _load_builtins()
+    order = {"pdq": 0}
+    return sorted(
+        _REGISTRY,
+        key=lambda n: (order.get(n, 1 if _REGISTRY[n].needs_pixels else 2), n),
+    )
+
+
+def resolve_algorithms(names: str | Iterable[str]) -> tuple[Algorithm, ...]:
+    """Turn ``"pdq,phash"``, ``"all"`` or a list of names into algorithms, without repeats."""
+    if isinstance(names, str):
+        names = [names]
+    wanted: list[str] = []
+    for item in names:
+        for part in item.split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            wanted.extend(algorithm_names() if part == "all" else [part])
+    if not wanted:
+        raise UnknownAlgorithmError("no algorithm given")
+    unique = dict.fromkeys(wanted)
+    return tuple(get_algorithm(name) for name in unique)

@@ -1,0 +1,129 @@
+"""Finding the image files under the paths a user names.
+
+Paths named explicitly are always visited (symlinks to them followed, errors reported).
+Inside directories, files count as images by their first bytes, never by their names, so a
+renamed JPEG is found. A file whose content is not an image is skipped, unless its name says
+image (``x.jpg`` holding garbage or nothing): that is a broken image and reported as an error.
+Symbolic links met during a walk are skipped unless ``follow_symlinks``; loops are detected.
+Anything that cannot be read becomes a :class:`WalkEntry` with ``error`` set: a walk never
+raises for one bad entry.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from hashmatch.formats import IMAGE_EXTENSIONS, describe_non_image, sniff_image_format
+
+__all__ = ["WalkEntry", "walk_images"]
+
+
+@dataclass(frozen=True)
+class WalkEntry:
+    """A file to process, or a path that could not be processed and why."""
+
+    path: str
+    error: str | None = None
+    """Why this path cannot be processed; None for a file to hash."""
+    skipped: str | None = None
+    """Why this path was passed over (not an image, symbolic link); not an error."""
+
+    @property
+    def is_image(self) -> bool:
+        return self.error is None and self.skipped is None
+
+
+def walk_images(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    recursive: bool = False,
+    follow_symlinks: bool = False,
+) -> Iterator[WalkEntry]:
+    """Yield every image file under ``paths`` in a stable (sorted) order, and every problem.
+
+    Without ``recursive`` a directory contributes only the files directly inside it.
+    """
+    visited: set[tuple[int, int]] = set()
+    for raw in paths:
+        path = os.fspath(raw)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            reason = "broken symbolic link" if os.path.islink(path) else "no such file or directory"
+            yield WalkEntry(path, reason)
+            continue
+        except OSError as exc:
+            yield WalkEntry(path, _reason(exc))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk_directory(path, info, recursive, follow_symlinks, visited)
+        else:
+            yield WalkEntry(path)  # named explicitly: the loader reports what is wrong with it
+
+
+def _walk_directory(
+    directory: str,
+    info: os.stat_result,
+    recursive: bool,
+    follow_symlinks: bool,
+    visited: set[tuple[int, int]],
+) -> Iterator[WalkEntry]:
+    key = (info.st_dev, info.st_ino)
+    if key in visited:
+        yield WalkEntry(directory, "directory already visited (symbolic link loop)")
+        return
+    visited.add(key)
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        yield WalkEntry(directory, f"cannot list directory: {_reason(exc)}")
+        return
+    for entry in entries:
+        yield from _walk_entry(entry, recursive, follow_symlinks, visited)
+
+
+def _walk_entry(
+    entry: os.DirEntry[str],
+    recursive: bool,
+    follow_symlinks: bool,
+    visited: set[tuple[int, int]],
+) -> Iterator[WalkEntry]:
+    try:
+        if entry.is_symlink() and not follow_symlinks:
+            yield WalkEntry(entry.path, skipped="symbolic link not followed")
+            return
+        info = entry.stat(follow_symlinks=True)
+    except FileNotFoundError:
+        yield WalkEntry(entry.path, "broken symbolic link")
+        return
+    except OSError as exc:
+        yield WalkEntry(entry.path, _reason(exc))
+        return
+    if stat.S_ISDIR(info.st_mode):
+        if recursive:
+            yield from _walk_directory(entry.path, info, recursive, follow_symlinks, visited)
+        return
+    if not stat.S_ISREG(info.st_mode):
+        yield WalkEntry(entry.path, "not a regular file")
+        return
+    try:
+        fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            head = file.read(512)
+    except OSError as exc:
+        yield WalkEntry(entry.path, _reason(exc))
+        return
+    if sniff_image_format(head) is not None:
+        yield WalkEntry(entry.path)
+    elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+        yield WalkEntry(entry.path, f"named like an image but {describe_non_image(head)}")
+    else:
+        yield WalkEntry(entry.path, skipped="not an image")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
