@@ -70,11 +70,16 @@ def _hash_task(task: tuple[str | WalkEntry, HashJob]) -> HashOutcome:
 
 
 def hash_files(
-    items: Iterable[str | WalkEntry], job: HashJob = HashJob(), *, workers: int = 1
+    items: Iterable[str | WalkEntry],
+    job: HashJob = HashJob(),
+    *,
+    workers: int = 1,
+    ordered: bool = True,
 ) -> Iterator[HashOutcome]:
-    """Hash every path, yielding outcomes as they finish (in order when ``workers`` is 1).
+    """Hash every path, yielding outcomes in input order (or as they finish if not ``ordered``).
 
     ``items`` may come straight from :func:`~hashmatch.walking.walk_images`: entries that
     carry a walk error become error outcomes; skipped entries must be filtered out first.
     """
-    return parallel_map(_hash_task, ((item, job) for item in items), workers=workers)
+    tasks = ((item, job) for item in items)
+    return parallel_map(_hash_task, tasks, workers=workers, ordered=ordered)

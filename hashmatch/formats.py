@@ -7,17 +7,19 @@ hostile files should not try them. Directory walks recognise images by content, 
 
 from __future__ import annotations
 
+from PIL import Image
+
 __all__ = [
     "DECODABLE_FORMATS",
     "IMAGE_EXTENSIONS",
     "SNIFF_BYTES",
+    "decodable_formats",
     "describe_non_image",
     "sniff_image_format",
 ]
 
 DECODABLE_FORMATS: tuple[str, ...] = (
     "JPEG",
-    "MPO",
     "PNG",
     "GIF",
     "WEBP",
@@ -30,7 +32,14 @@ DECODABLE_FORMATS: tuple[str, ...] = (
     "PPM",
     "JPEG2000",
 )
-"""Pillow format names we hand to ``Image.open(formats=...)``; HEIF needs the pillow-heif plugin."""
+"""Pillow format names we decode (JPEG includes camera MPO files); HEIF needs pillow-heif."""
+
+
+def decodable_formats() -> list[str]:
+    """The allowed formats this Pillow can open now (plugins may register later)."""
+    Image.init()
+    return [name for name in DECODABLE_FORMATS if name in Image.OPEN]
+
 
 SNIFF_BYTES = 32
 """How many leading bytes :func:`sniff_image_format` needs."""

@@ -56,7 +56,8 @@ def hash_image(
     :class:`~hashmatch.HashmatchError` subclass naming the input when it cannot be hashed.
     """
     chosen = resolve_algorithms(algorithms)
-    opened = open_image(source, exact=exact, limits=limits)
+    grey = not any(algorithm.uses_color for algorithm in chosen)
+    opened = open_image(source, exact=exact, grey=grey, limits=limits)
     hashes: dict[str, Hash] = {}
     variants: dict[str, dict[str, Hash]] = {}
     pdq_quality = None

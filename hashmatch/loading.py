@@ -26,8 +26,8 @@ from hashmatch.errors import (
     ImageTooLargeError,
     UnsupportedImageError,
 )
-from hashmatch.formats import DECODABLE_FORMATS, describe_non_image
-from hashmatch.pixels import to_rgb
+from hashmatch.formats import decodable_formats, describe_non_image
+from hashmatch.pixels import to_grey, to_rgb
 from hashmatch.reduction import AxisBoxes, orient_axes
 
 __all__ = [
@@ -84,7 +84,8 @@ class LoadedImage:
     """Decoded RGB pixels, upright, with the size of the original image."""
 
     image: Image.Image
-    """Mode RGB; on the fast path smaller than the original."""
+    """Mode RGB, or L when only luminance was asked for; on the fast path smaller than the
+    original."""
     width: int
     height: int
     format: str | None
@@ -94,8 +95,9 @@ class LoadedImage:
 
     @cached_property
     def array(self) -> np.ndarray:
-        """The pixels as a read-only ``height x width x 3`` uint8 array."""
-        return np.asarray(self.image)
+        """The pixels as a read-only uint8 array, ``height x width x 3`` (or ``x 1`` for L)."""
+        pixels = np.asarray(self.image)
+        return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
 @dataclass
@@ -110,6 +112,9 @@ class OpenedImage:
     format: str | None
     exact: bool
     """Decode every pixel instead of the fast reduced path."""
+    grey: bool
+    """The fast path may decode luminance only (every built-in perceptual hash needs no more);
+    exact decoding is always RGB, the pixels Meta's reference hashes."""
     _image: Image.Image = field(repr=False)
     _loaded: LoadedImage | None = field(default=None, repr=False)
 
@@ -121,28 +126,34 @@ class OpenedImage:
 
 
 def open_image(
-    source: ImageSource, *, exact: bool = False, limits: ImageLimits = DEFAULT_LIMITS
+    source: ImageSource,
+    *,
+    exact: bool = False,
+    grey: bool = False,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> OpenedImage:
     """Read ``source`` and parse its header; raises an :class:`~hashmatch.ImageError` subclass.
 
-    ``exact`` makes the later decode keep the full resolution instead of the fast path.
+    ``exact`` makes the later decode keep the full resolution instead of the fast path;
+    ``grey`` lets the fast path decode luminance only.
     """
     if isinstance(source, Image.Image):
-        return _open_pil(source, exact, limits)
+        return _open_pil(source, exact, grey and not exact, limits)
     name, data = _read_source(source, limits)
     try:
-        image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=decodable_formats())
     except UnidentifiedImageError:
         raise UnsupportedImageError(name, describe_non_image(data[:512])) from None
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(name, str(exc)) from None
+        raise ImageTooLargeError(name, f"decompression bomb refused by Pillow: {exc}") from None
     except Exception as exc:  # Pillow raises many types for broken headers.
         raise ImageDecodeError(name, f"broken image header ({_describe(exc)})") from None
     width, height = image.size
     _check_pixels(name, width, height, limits)
-    if _orientation(image) in (5, 6, 7, 8):
+    # PNG keeps EXIF after the pixels, so asking for it would decode; the decode reads it.
+    if image.format != "PNG" and _orientation(image) in (5, 6, 7, 8):
         width, height = height, width
-    return OpenedImage(name, data, width, height, image.format, exact, image)
+    return OpenedImage(name, data, width, height, image.format, exact, grey and not exact, image)
 
 
 def load_image(
@@ -152,11 +163,11 @@ def load_image(
     return open_image(source, exact=exact, limits=limits).decoded()
 
 
-def _open_pil(image: Image.Image, exact: bool, limits: ImageLimits) -> OpenedImage:
+def _open_pil(image: Image.Image, exact: bool, grey: bool, limits: ImageLimits) -> OpenedImage:
     name = "<PIL image>"
     width, height = image.size
     _check_pixels(name, width, height, limits)
-    return OpenedImage(name, None, width, height, image.format, exact, image)
+    return OpenedImage(name, None, width, height, image.format, exact, grey, image)
 
 
 def _read_source(source: ImageSource, limits: ImageLimits) -> tuple[str, bytes]:
@@ -189,17 +200,19 @@ def _read_path(path: str, limits: ImageLimits) -> bytes:
         raise ImageReadError(path, "is a directory") from None
     except OSError as exc:
         raise ImageReadError(path, _describe(exc)) from None
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise ImageReadError(path, "is a directory")
         if not stat.S_ISREG(info.st_mode):
             raise ImageReadError(path, "not a regular file")
         _check_bytes(path, info.st_size, limits)
-        try:
+        with os.fdopen(fd, "rb", closefd=False) as file:
             data = file.read(limits.max_bytes + 1)
-        except OSError as exc:
-            raise ImageReadError(path, _describe(exc)) from None
+    except OSError as exc:
+        raise ImageReadError(path, _describe(exc)) from None
+    finally:
+        os.close(fd)
     _check_bytes(path, len(data), limits)
     return data
 
@@ -236,13 +249,13 @@ def _decode(opened: OpenedImage) -> LoadedImage:
     original_width, original_height = image.size
     try:
         if opened.data is not None and not exact and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+            image.draft("L" if opened.grey else "RGB", (WORKING_SIZE, WORKING_SIZE))
         image.load()
         box = _draft_box(original_width, original_height, image.size)
         orientation = _orientation(image)
         if not exact and image.mode in _REDUCIBLE_MODES:
             image, box = _reduce(image, box)
-        image = to_rgb(image)
+        image = to_grey(image) if opened.grey else to_rgb(image)
         if not exact:
             image, box = _reduce(image, box)
         method = _ORIENTATION_TRANSPOSE.get(orientation)
@@ -254,7 +267,7 @@ def _decode(opened: OpenedImage) -> LoadedImage:
         raise ImageTooLargeError(opened.name, str(exc)) from None
     except Exception as exc:
         raise ImageDecodeError(opened.name, _describe(exc)) from None
-    if image is opened._image:
+    if image is opened._image and opened.data is None:
         image = image.copy()  # never hand out (or let a caller mutate) the caller's PIL image
     if box == 1:
         return LoadedImage(image, image.width, image.height, opened.format)
@@ -282,5 +295,5 @@ def _reduce(image: Image.Image, box: int) -> tuple[Image.Image, int]:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
+        text = exc.strerror.lower()
     return text

@@ -36,12 +36,17 @@ def _ignore_sigint() -> None:
 
 
 def parallel_map(
-    function: Callable[[Item], Result], items: Iterable[Item], *, workers: int
+    function: Callable[[Item], Result],
+    items: Iterable[Item],
+    *,
+    workers: int,
+    ordered: bool = False,
 ) -> Iterator[Result]:
-    """Yield ``function(item)`` for every item, in completion order (input order if 1 worker).
+    """Yield ``function(item)`` for every item, as they finish or, if ``ordered``, in input order.
 
     ``function`` must be a module-level function and must not raise for bad input (return an
-    error value instead): an exception here is a bug and propagates.
+    error value instead): an exception here is a bug and propagates. Ordered output holds
+    finished results until their turn, within the same in-flight bound.
     """
     if workers <= 1:
         for item in items:
@@ -52,22 +57,31 @@ def parallel_map(
     limit = workers * IN_FLIGHT_PER_WORKER
     iterator = iter(items)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint) as pool:
-        pending: set[Future[Result]] = set()
+        pending: dict[Future[Result], int] = {}
+        finished: dict[int, Result] = {}
+        submitted = next_to_yield = 0
+        exhausted = False
         try:
-            exhausted = False
-            while pending or not exhausted:
-                while not exhausted and len(pending) < limit:
+            while pending or finished or not exhausted:
+                while not exhausted and len(pending) + len(finished) < limit:
                     try:
                         item = next(iterator)
                     except StopIteration:
                         exhausted = True
                         break
-                    pending.add(pool.submit(function, item))
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+                    pending[pool.submit(function, item)] = submitted
+                    submitted += 1
+                if pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished[pending.pop(future)] = future.result()
+                if not ordered:
+                    yield from finished.values()
+                    finished.clear()
+                    continue
+                while next_to_yield in finished:
+                    yield finished.pop(next_to_yield)
+                    next_to_yield += 1
         finally:
             for future in pending:
                 future.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["TRANSPARENT_BACKGROUND", "to_rgb"]
+__all__ = ["TRANSPARENT_BACKGROUND", "to_grey", "to_rgb"]
 
 TRANSPARENT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 
@@ -31,6 +31,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode in _NUMERIC_MODES or mode.startswith("I;16"):
         return Image.fromarray(_scale_to_uint8(np.asarray(image)), "L").convert("RGB")
     return image.convert("RGB")
+
+
+def to_grey(image: Image.Image) -> Image.Image:
+    """Return ``image`` as mode ``L``: Rec. 601 luminance, after the same alpha flattening.
+
+    Every built-in perceptual hash looks only at luminance, so the fast path decodes this.
+    """
+    mode = image.mode
+    if mode == "L" and not _has_transparency(image):
+        return image
+    if mode in _NUMERIC_MODES or mode.startswith("I;16"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(image)), "L")
+    if mode in ("RGB", "1", "YCbCr", "P", "CMYK") and not _has_transparency(image):
+        return image.convert("L")
+    return to_rgb(image).convert("L")
 
 
 def _has_transparency(image: Image.Image) -> bool:

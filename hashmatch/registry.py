@@ -54,6 +54,8 @@ class Algorithm:
     """False for exact byte hashes, which never decode the image."""
     description: str
     supports_dihedral: bool = False
+    uses_color: bool = False
+    """True if the hash needs colour; otherwise the fast path may decode luminance only."""
 
 
 _REGISTRY: dict[str, Algorithm] = {}

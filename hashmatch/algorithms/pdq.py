@@ -19,12 +19,13 @@ from hashmatch.loading import OpenedImage
 from hashmatch.reduction import AxisBoxes
 from hashmatch.registry import Algorithm, Computed, register_algorithm
 
-__all__ = ["DIHEDRAL_VARIANTS", "pdq_from_rgb"]
+__all__ = ["DIHEDRAL_VARIANTS", "pdq_from_pixels"]
 
 _SAMPLES = 64
 _DCT_SIZE = 16
 _MIN_HASHABLE_SIDE = 5
-_SAMPLES_PER_CHUNK = 16
+_GATHER_BUDGET = 262_144
+"""Pixel values gathered per step: bounds memory on huge images, one step on small ones."""
 
 DIHEDRAL_VARIANTS: tuple[str, ...] = (
     "rotate90",
@@ -103,29 +104,34 @@ def _axis_weights(boxes: AxisBoxes) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LUMA = np.array([0.299, 0.587, 0.114])
-"""Rec. 601 luminance weights, as the reference uses."""
+"""Rec. 601 luminance weights, as the reference uses; a grey input is luminance already."""
+_GREY = np.array([1.0])
 
 
-def _downsample_64(rgb: np.ndarray, rows: AxisBoxes | None, cols: AxisBoxes | None) -> np.ndarray:
+def _downsample_64(
+    pixels: np.ndarray, rows: AxisBoxes | None, cols: AxisBoxes | None
+) -> np.ndarray:
     """The reference's 64x64 blurred, decimated luminance buffer, as float64.
 
-    The row weights are applied to the RGB channels first (luminance is linear, so the order
+    The row weights are applied to the channels first (luminance is linear, so the order
     does not matter), which touches each needed pixel once in float32 and leaves only a
-    64 x width x 3 array for the luminance and column steps.
+    64 x width x channels array for the luminance and column steps.
     """
-    height, width = rgb.shape[:2]
+    height, width, channels = pixels.shape
     row_starts, row_weights = _axis_weights(rows or AxisBoxes(height))
     col_starts, col_weights = _axis_weights(cols or AxisBoxes(width))
     row_span = row_weights.shape[1]
     weights32 = row_weights.astype(np.float32)[:, None, :]
-    rows = np.empty((_SAMPLES, width * 3), dtype=np.float32)
-    flat = rgb.reshape(height, width * 3)
-    for first in range(0, _SAMPLES, _SAMPLES_PER_CHUNK):
-        chunk = slice(first, first + _SAMPLES_PER_CHUNK)
+    flat = pixels.reshape(height, width * channels)
+    per_chunk = max(1, _GATHER_BUDGET // (row_span * width * channels))
+    sampled = np.empty((_SAMPLES, width * channels), dtype=np.float32)
+    for first in range(0, _SAMPLES, per_chunk):
+        chunk = slice(first, first + per_chunk)
         index = np.minimum(row_starts[chunk, None] + np.arange(row_span), height - 1)
-        block = flat[index].astype(np.float32)  # (chunk, span, width * 3)
-        rows[chunk] = np.matmul(weights32[chunk], block)[:, 0, :]
-    luma = rows.reshape(_SAMPLES, width, 3).astype(np.float64) @ _LUMA  # (64, width)
+        block = flat[index].astype(np.float32)  # (samples, span, width * channels)
+        sampled[chunk] = np.matmul(weights32[chunk], block)[:, 0, :]
+    weights = _LUMA if channels == 3 else _GREY
+    luma = sampled.reshape(_SAMPLES, width, channels).astype(np.float64) @ weights
     col_index = np.minimum(col_starts[:, None] + np.arange(col_weights.shape[1]), width - 1)
     return np.einsum("tk,stk->st", col_weights, luma[:, col_index])
 
@@ -160,24 +166,27 @@ def _variants(dct: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def pdq_from_rgb(
-    rgb: np.ndarray,
+def pdq_from_pixels(
+    pixels: np.ndarray,
     *,
     dihedral: bool = False,
     rows: AxisBoxes | None = None,
     cols: AxisBoxes | None = None,
 ) -> Computed:
-    """PDQ of an ``H x W x 3`` uint8 RGB array: hash, quality, and optionally the variants.
+    """PDQ of a uint8 array, ``H x W x 3`` RGB or ``H x W`` (or ``x 1``) luminance.
 
-    ``rows``/``cols`` describe a box-reduced array (see :mod:`hashmatch.reduction`); the hash
-    then approximates PDQ of the original full-resolution image.
+    Returns the hash, the quality and optionally the dihedral variants. ``rows``/``cols``
+    describe a box-reduced array (see :mod:`hashmatch.reduction`); the hash then
+    approximates PDQ of the original full-resolution image.
     """
-    height, width = (rows.length, cols.length) if rows and cols else rgb.shape[:2]
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    height, width = (rows.length, cols.length) if rows and cols else pixels.shape[:2]
     if height < _MIN_HASHABLE_SIDE or width < _MIN_HASHABLE_SIDE:
         zero = Hash("pdq", bytes(32))
         variants = dict.fromkeys(DIHEDRAL_VARIANTS, zero) if dihedral else {}
         return Computed(zero, quality=0, variants=variants)
-    buffer = _downsample_64(rgb, rows, cols)
+    buffer = _downsample_64(pixels, rows, cols)
     dct = _DCT @ buffer @ _DCT.T
     computed_variants = (
         {name: Hash.from_bits("pdq", _bits(v)) for name, v in _variants(dct).items()}
@@ -191,7 +200,7 @@ def pdq_from_rgb(
 
 def _compute(image: OpenedImage, dihedral: bool) -> Computed:
     loaded = image.decoded()
-    return pdq_from_rgb(loaded.array, dihedral=dihedral, rows=loaded.rows, cols=loaded.cols)
+    return pdq_from_pixels(loaded.array, dihedral=dihedral, rows=loaded.rows, cols=loaded.cols)
 
 
 ALGORITHM = register_algorithm(
