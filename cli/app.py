@@ -8,7 +8,7 @@ import typer
 from PIL import Image
 
 import hashmatch
-from hashmatch.cli import hash_command
+from hashmatch.cli import demo_command, hash_command
 
 app = typer.Typer(
     name="hashmatch",
@@ -34,6 +34,7 @@ def _root(
     """Find known images by perceptual hash: hash images, build indexes, scan uploads."""
 
 
+app.command("demo")(demo_command.demo_command)
 app.command("hash")(hash_command.hash_command)
 
 
