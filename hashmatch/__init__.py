@@ -5,35 +5,66 @@ Hash images (``hash_image``), build an index of known hashes, and match uploads 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hashmatch.errors import (
     HashFormatError,
+    HashListError,
     HashmatchError,
     ImageDecodeError,
     ImageError,
     ImageReadError,
     ImageTooLargeError,
+    IndexBuildError,
+    IndexFormatError,
+    IndexIntegrityError,
     UnknownAlgorithmError,
     UnsupportedImageError,
 )
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult, hash_image
+from hashmatch.lists import ListEntry, read_hash_list
 from hashmatch.loading import ImageLimits, LoadedImage, load_image
 from hashmatch.registry import Algorithm, algorithm_names, get_algorithm
 
+if TYPE_CHECKING:
+    from hashmatch.index.matcher import Match, Matcher, MatchResult
+
 __version__ = "0.1.0"
+
+_INDEX_EXPORTS = {"Match": "matcher", "MatchResult": "matcher", "Matcher": "matcher"}
+
+
+def __getattr__(name: str) -> Any:
+    """The index API, imported on first use so ``import hashmatch`` stays light."""
+    if name in _INDEX_EXPORTS:
+        import importlib
+
+        module = importlib.import_module(f"hashmatch.index.{_INDEX_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'hashmatch' has no attribute {name!r}")
+
 
 __all__ = [
     "Algorithm",
     "Hash",
     "HashFormatError",
+    "HashListError",
     "HashResult",
     "HashmatchError",
+    "IndexBuildError",
+    "IndexFormatError",
+    "IndexIntegrityError",
     "ImageDecodeError",
     "ImageError",
     "ImageLimits",
     "ImageReadError",
     "ImageTooLargeError",
+    "ListEntry",
     "LoadedImage",
+    "Match",
+    "MatchResult",
+    "Matcher",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
     "__version__",
@@ -41,4 +72,5 @@ __all__ = [
     "get_algorithm",
     "hash_image",
     "load_image",
+    "read_hash_list",
 ]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 __all__ = [
     "HashFormatError",
+    "HashListError",
     "HashmatchError",
+    "IndexBuildError",
+    "IndexFormatError",
+    "IndexIntegrityError",
     "ImageDecodeError",
     "ImageError",
     "ImageReadError",
@@ -64,3 +68,26 @@ class UnknownAlgorithmError(HashmatchError, ValueError):
 
 class HashFormatError(HashmatchError, ValueError):
     """A hash value that does not parse: wrong length, non-hex characters."""
+
+
+class HashListError(HashmatchError):
+    """A hash list that cannot be used; names the file and, where it applies, the line."""
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason
+
+
+class IndexFormatError(HashmatchError):
+    """A path that is not a hashmatch index, or one in a format this version cannot read."""
+
+
+class IndexIntegrityError(HashmatchError):
+    """An index whose files do not match their recorded checksums or structure."""
+
+
+class IndexBuildError(HashmatchError):
+    """A build that was refused (bad configuration, empty result, another build running)."""

@@ -1,0 +1,229 @@
+"""Reading one hash list with a policy for bad lines, and the statistics a build reports.
+
+By default a bad line is skipped and reported (a nightly rebuild must not die on one corrupt
+upstream line), but the list fails when its invalid fraction exceeds ``max_invalid``: a file in
+the wrong format is an error, not a silently empty list. ``strict`` fails on the first bad line.
+Reading streams in chunks, so memory does not grow with the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hashmatch.errors import HashListError
+from hashmatch.hashes import Hash
+from hashmatch.lists.readers import RawRow, detect_format, read_rows
+from hashmatch.lists.validate import ValidChunk, validate_rows
+from hashmatch.registry import get_algorithm
+
+__all__ = [
+    "DEFAULT_MAX_INVALID",
+    "HashListReader",
+    "ListEntry",
+    "ListStats",
+    "parse_fraction",
+    "read_hash_list",
+]
+
+DEFAULT_MAX_INVALID = 0.01
+CHUNK_ROWS = 50_000
+KEPT_PROBLEMS = 20
+
+
+def parse_fraction(value: str | float) -> float:
+    """``"1%"``, ``"0.01"`` or ``0.01`` -> 0.01; refuses values outside 0..1."""
+    text = str(value).strip()
+    try:
+        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"not a fraction or percentage: {value!r}") from None
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"must be between 0 and 1 (or 0% and 100%): {value!r}")
+    return fraction
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One known hash from a list, with what the list says about it."""
+
+    algorithm: str
+    hash: Hash
+    list: str
+    entry_id: str | None
+    label: str | None
+    metadata: dict[str, str]
+    line: int
+
+
+@dataclass
+class ListStats:
+    """What reading one list found, for the build report."""
+
+    source: str
+    list_name: str
+    list_format: str
+    sha256: str = ""
+    rows: int = 0
+    accepted: Counter[str] = field(default_factory=Counter)
+    rejected: int = 0
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    """The first :data:`KEPT_PROBLEMS` problems as ``file:line: reason``."""
+
+    @property
+    def invalid_fraction(self) -> float:
+        judged = sum(self.accepted.values()) + self.rejected
+        return self.rejected / judged if judged else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.list_name,
+            "source": self.source,
+            "format": self.list_format,
+            "sha256": self.sha256,
+            "rows": self.rows,
+            "accepted": dict(self.accepted),
+            "rejected": self.rejected,
+            "skipped": self.skipped,
+            "rejected_by_reason": dict(self.reasons.most_common()),
+            "first_problems": list(self.problems),
+        }
+
+
+class HashListReader:
+    """Reads one list file; iterate :meth:`chunks` (for builds) or :meth:`entries`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        algorithm: str | None = None,
+        list_name: str | None = None,
+        list_format: str = "auto",
+        strict: bool = False,
+        max_invalid: float = DEFAULT_MAX_INVALID,
+    ) -> None:
+        self.path = Path(path)
+        if algorithm is not None:
+            algorithm = get_algorithm(algorithm).name
+        self.algorithm = algorithm
+        self.strict = strict
+        self.max_invalid = max_invalid
+        if not self.path.is_file():
+            raise HashListError(str(self.path), None, "no such file")
+        fmt = detect_format(self.path) if list_format == "auto" else list_format
+        self.stats = ListStats(str(self.path), list_name or self.path.stem, fmt)
+
+    def chunks(self) -> Iterator[ValidChunk]:
+        """Valid hashes in chunks; raises :class:`HashListError` per the policy."""
+        self.stats.sha256 = _file_sha256(self.path)
+        pending: list[RawRow] = []
+        for row in read_rows(self.path, self.stats.list_format):
+            self.stats.rows += 1
+            if row.skipped is not None:
+                self.stats.skipped += 1
+                continue
+            pending.append(row)
+            if len(pending) >= CHUNK_ROWS:
+                yield self._validate(pending)
+                pending = []
+        if pending:
+            yield self._validate(pending)
+        self._check_policy()
+
+    def entries(self) -> Iterator[ListEntry]:
+        """Every valid entry as an object (convenient; builds use :meth:`chunks`)."""
+        for chunk in self.chunks():
+            for algorithm, rows in chunk.rows.items():
+                for code, row in zip(chunk.codes[algorithm], rows, strict=True):
+                    yield ListEntry(
+                        algorithm,
+                        Hash(algorithm, code.tobytes()),
+                        row.list_name or self.stats.list_name,
+                        row.entry_id,
+                        row.label,
+                        row.extra or {},
+                        row.line,
+                    )
+
+    def _validate(self, rows: list[RawRow]) -> ValidChunk:
+        chunk, problems = validate_rows(rows, self.algorithm)
+        for algorithm, kept in chunk.rows.items():
+            self.stats.accepted[algorithm] += len(kept)
+        for line, reason in problems:
+            if self.strict:
+                raise HashListError(str(self.path), line, reason)
+            self.stats.rejected += 1
+            self.stats.reasons[reason_kind(reason)] += 1
+            if len(self.stats.problems) < KEPT_PROBLEMS:
+                self.stats.problems.append(f"{self.path}:{line}: {reason}")
+        return chunk
+
+    def _check_policy(self) -> None:
+        stats = self.stats
+        accepted = sum(stats.accepted.values())
+        if accepted == 0 and stats.rejected == 0:
+            return  # an empty list is the caller's to judge
+        if accepted == 0 or stats.invalid_fraction > self.max_invalid:
+            first = "; ".join(stats.problems[:3])
+            raise HashListError(
+                str(self.path),
+                None,
+                f"{stats.rejected} of {stats.rejected + accepted} hashes invalid"
+                f" ({stats.invalid_fraction:.1%}), above the allowed {self.max_invalid:.1%}"
+                f" (--max-invalid); wrong format or algorithm? First problems: {first}",
+            )
+
+
+_REASON_KINDS = (
+    ("hash must be", "wrong length"),
+    ("non-hex", "non-hex character"),
+    ("unknown algorithm", "unknown algorithm"),
+    ("degenerate", "degenerate hash"),
+    ("no algorithm", "no algorithm"),
+    ("missing hash", "missing hash"),
+    ("JSON", "invalid JSON"),
+    ("malformed CSV", "malformed CSV"),
+    ("line longer", "line too long"),
+    ("expected", "malformed line"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A short category for a problem, for counting (``wrong length``, ``degenerate hash``...)."""
+    return next((kind for marker, kind in _REASON_KINDS if marker in reason), reason)
+
+
+def read_hash_list(
+    path: str | Path,
+    *,
+    algorithm: str | None = None,
+    list_name: str | None = None,
+    list_format: str = "auto",
+    strict: bool = False,
+    max_invalid: float = DEFAULT_MAX_INVALID,
+) -> Iterator[ListEntry]:
+    """Stream the valid entries of the list at ``path`` (see :class:`HashListReader`)."""
+    reader = HashListReader(
+        path,
+        algorithm=algorithm,
+        list_name=list_name,
+        list_format=list_format,
+        strict=strict,
+        max_invalid=max_invalid,
+    )
+    return reader.entries()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
