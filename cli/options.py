@@ -6,9 +6,9 @@ import typer
 
 from hashmatch.errors import HashmatchError
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
-from hashmatch.registry import resolve_algorithms
+from hashmatch.registry import get_algorithm, resolve_algorithms
 
-__all__ = ["parse_algorithms", "parse_limits"]
+__all__ = ["parse_algorithms", "parse_limits", "parse_thresholds"]
 
 
 def parse_algorithms(
@@ -26,3 +26,21 @@ def parse_limits(max_bytes: int | None, max_pixels: int | None) -> ImageLimits:
         max_bytes=max_bytes if max_bytes is not None else DEFAULT_LIMITS.max_bytes,
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_LIMITS.max_pixels,
     )
+
+
+def parse_thresholds(values: list[str] | None) -> dict[str, int]:
+    """``--threshold pdq=28 --threshold phash=8`` into ``{"pdq": 28, "phash": 8}``."""
+    result: dict[str, int] = {}
+    for value in values or []:
+        name, separator, number = value.partition("=")
+        try:
+            if not separator:
+                raise ValueError("expected ALGORITHM=N, e.g. pdq=31")
+            algorithm = get_algorithm(name)
+            threshold = int(number)
+            if not 0 <= threshold <= algorithm.bits:
+                raise ValueError(f"{algorithm.name} threshold must be 0..{algorithm.bits}")
+        except (HashmatchError, ValueError) as exc:
+            raise typer.BadParameter(f"{value!r}: {exc}", param_hint="'--threshold'") from None
+        result[algorithm.name] = threshold
+    return result

@@ -1,0 +1,212 @@
+"""``hashmatch index build | info | verify | diff``: thin layers over :mod:`hashmatch.index`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hashmatch.cli.options import parse_thresholds
+from hashmatch.cli.output import stderr_console
+from hashmatch.errors import HashmatchError
+from hashmatch.index.build import BuildOptions, ListSource, build_index
+from hashmatch.index.config import load_config
+from hashmatch.index.diff import diff_indexes
+from hashmatch.index.inspect import index_info, verify_index
+from hashmatch.lists import Exclusions, parse_fraction, read_exclusions
+from hashmatch.lists.readers import LIST_FORMATS
+
+EXIT_OK, EXIT_DAMAGED, EXIT_ERROR = 0, 1, 2
+
+app = typer.Typer(
+    help="Build, inspect, verify and compare indexes of known hashes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    stderr_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+@app.command("build")
+def build_command(
+    lists: Annotated[
+        list[Path] | None, typer.Argument(help="Hash list files (CSV, lines, hex, JSONL).")
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The index directory.")] = ...,  # type: ignore[assignment]
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A lists.toml describing lists and defaults.")
+    ] = None,
+    algorithm: Annotated[
+        str | None, typer.Option("--algorithm", "-a", help="Algorithm of lists that do not say.")
+    ] = None,
+    list_name: Annotated[
+        str | None, typer.Option("--list-name", help="List name [default: each file's stem].")
+    ] = None,
+    list_format: Annotated[
+        str, typer.Option("--list-format", help=f"auto | {' | '.join(LIST_FORMATS)}.")
+    ] = "auto",
+    threshold: Annotated[
+        list[str] | None, typer.Option("--threshold", help="ALG=N, e.g. pdq=28 (repeatable).")
+    ] = None,
+    strict: Annotated[
+        bool | None, typer.Option("--strict/--lenient", help="Fail on the first bad line.")
+    ] = None,
+    max_invalid: Annotated[
+        str | None,
+        typer.Option(
+            help="Fail a list with more invalid lines than this (1% or 0.01). [default: 1%]"
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option("--exclude", help="Hashes or id:ENTRY lines to drop (repeatable)."),
+    ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Publish even if no entries remain.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the build report as JSON here.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
+) -> None:
+    """Build an index from hash lists and publish it atomically (exit 0 ok, 2 failed)."""
+    try:
+        sources, options = _build_plan(
+            lists,
+            config,
+            algorithm,
+            list_name,
+            list_format,
+            threshold,
+            strict,
+            max_invalid,
+            exclude,
+            allow_empty,
+        )
+        console = stderr_console()
+        result = build_index(
+            sources,
+            output,
+            options,
+            on_wait=lambda: console.print(f"waiting for another build of {output} to finish..."),
+        )
+    except (HashmatchError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    if report is not None:
+        report.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    if not quiet:
+        typer.echo(result.render_text())
+
+
+def _build_plan(
+    lists: list[Path] | None,
+    config: Path | None,
+    algorithm: str | None,
+    list_name: str | None,
+    list_format: str,
+    threshold: list[str] | None,
+    strict: bool | None,
+    max_invalid: str | None,
+    exclude: list[Path] | None,
+    allow_empty: bool,
+) -> tuple[list[ListSource], BuildOptions]:
+    if list_format not in (*LIST_FORMATS, "auto"):
+        raise typer.BadParameter(f"unknown list format {list_format!r}", param_hint="--list-format")
+    thresholds = parse_thresholds(threshold)
+    sources: list[ListSource] = []
+    options = BuildOptions()
+    if config is not None:
+        loaded = load_config(config)
+        sources, options = loaded.sources, loaded.options
+    sources += [ListSource(path, list_name, algorithm, list_format) for path in lists or []]
+    if not sources:
+        raise typer.BadParameter("give hash list files or --config", param_hint="LISTS")
+    exclusions = Exclusions()
+    exclusions.merge(options.exclusions)
+    for path in exclude or []:
+        exclusions.merge(read_exclusions(path))
+    return sources, BuildOptions(
+        thresholds={**options.thresholds, **thresholds},
+        strict=options.strict if strict is None else strict,
+        max_invalid=options.max_invalid if max_invalid is None else parse_fraction(max_invalid),
+        exclusions=exclusions,
+        allow_empty=options.allow_empty or allow_empty,
+        keep_versions=options.keep_versions,
+    )
+
+
+@app.command("info")
+def info_command(
+    index: Annotated[Path, typer.Argument(help="An index directory.")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
+) -> None:
+    """Show what an index holds: version, counts, thresholds, lists."""
+    try:
+        info = index_info(index)
+    except HashmatchError as exc:
+        raise _fail(exc) from None
+    if output_format == "json":
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(_info_text(info))
+
+
+def _info_text(info: dict[str, Any]) -> str:
+    lines = [
+        f"index {info['path']}",
+        f"  version {info['version']} (created {info['created']}, hashmatch {info['tool_version']},"
+        f" format {info['format_version']})",
+        f"  {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB",
+    ]
+    for name, data in info["algorithms"].items():
+        lines.append(
+            f"  {name}: {data['codes']} unique hashes, {data['entries']} entries, threshold"
+            f" {data['threshold']}, {data['search']['kind']} search"
+        )
+    for item in info["lists"]:
+        accepted = ", ".join(f"{a} {n}" for a, n in item["accepted"].items())
+        thresholds = ", ".join(f"{a}={n}" for a, n in item.get("thresholds", {}).items())
+        extra = f", thresholds {thresholds}" if thresholds else ""
+        lines.append(
+            f"  list {item['name']}: {accepted}; rejected {item['rejected']}; excluded"
+            f" {item['excluded']}; source {item['source']} (sha256 {item['sha256'][:12]}){extra}"
+        )
+    lines.append(f"  versions on disk: {', '.join(info['versions_on_disk']) or '-'}")
+    return "\n".join(lines)
+
+
+@app.command("verify")
+def verify_command(index: Annotated[Path, typer.Argument(help="An index directory.")]) -> None:
+    """Check every checksum and the structure (exit 0 intact, 1 damaged)."""
+    problems = verify_index(index)
+    if problems:
+        console = stderr_console()
+        console.print(f"[bold red]DAMAGED[/] {index}", markup=True)
+        for problem in problems:
+            console.print(f"  {problem}", markup=False)
+        raise typer.Exit(EXIT_DAMAGED)
+    typer.echo(f"ok: {index} ({index_info(index)['version']}) verified")
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[Path, typer.Argument(help="The older index (or version directory).")],
+    new: Annotated[Path, typer.Argument(help="The newer index (or version directory).")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
+) -> None:
+    """Unique hashes added and removed per algorithm between two indexes."""
+    try:
+        diffs = diff_indexes(old, new)
+    except HashmatchError as exc:
+        raise _fail(exc) from None
+    if output_format == "json":
+        data = {name: vars(diff) for name, diff in diffs.items()}
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for name, diff in diffs.items():
+        typer.echo(f"{name}: +{diff.added} -{diff.removed} ({diff.unchanged} unchanged)")

@@ -1,0 +1,242 @@
+"""The on-disk index: a directory of immutable versions and a pointer to the published one.
+
+::
+
+    INDEX/
+      CURRENT                  name of the published version (replaced atomically)
+      .lock                    held by a build while it writes and publishes
+      versions/<version>/
+        manifest.json          format, counts, thresholds, lists, and a checksum per file
+        entries.sqlite         one row per list entry (list, id, label, metadata)
+        <algorithm>.codes      unique codes, one row of bytes each
+        <algorithm>.keys       64-bit row keys in ascending order (the codes' order)
+        <algorithm>.entry_offsets / .entry_rows   code -> entry rows (CSR)
+        <algorithm>.mih_offsets / .mih_ids        multi-index hashing tables, when used
+
+Arrays are raw little-endian binary whose dtype and shape the manifest records; nothing is
+ever unpickled. Every file's SHA-256 is in the manifest and checked before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from hashmatch.errors import IndexFormatError, IndexIntegrityError
+
+__all__ = [
+    "CURRENT",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "METADATA",
+    "VERSIONS",
+    "ArrayWriter",
+    "Manifest",
+    "current_version",
+    "file_sha256",
+    "fsync_directory",
+    "read_array",
+    "read_manifest",
+    "resolve_version",
+    "row_keys",
+]
+
+FORMAT_NAME = "hashmatch-index"
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+MANIFEST = "manifest.json"
+METADATA = "entries.sqlite"
+
+_KEY_MULTIPLIERS = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+    dtype=np.uint64,
+)
+
+
+def row_keys(codes: np.ndarray) -> np.ndarray:
+    """A 64-bit key per code row: equal rows, equal keys (part of the format: never change).
+
+    Codes are stored sorted by this key; exact lookups and diffs binary-search it.
+    """
+    padded = codes
+    if codes.shape[1] % 8:
+        padded = np.zeros((len(codes), -(-codes.shape[1] // 8) * 8), dtype=np.uint8)
+        padded[:, : codes.shape[1]] = codes
+    words = np.ascontiguousarray(padded).view("<u8")
+    keys = np.zeros(len(codes), dtype=np.uint64)
+    for column in range(words.shape[1]):
+        keys += words[:, column] * _KEY_MULTIPLIERS[column % 4]
+    keys ^= keys >> np.uint64(29)
+    return keys
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class ArrayWriter:
+    """Writes arrays into a version directory, recording checksum, dtype and shape."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        array = array.astype(dtype, copy=False)
+        digest = hashlib.sha256()
+        path = self.directory / name
+        with open(path, "wb") as file:
+            _write_blocks(file, array, digest)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(path, 0o600)
+        self.files[name] = {
+            "sha256": digest.hexdigest(),
+            "bytes": array.nbytes,
+            "dtype": dtype.str,
+            "shape": list(array.shape),
+        }
+
+    def add_file(self, name: str) -> None:
+        """Record a file written by other means (the SQLite database)."""
+        path = self.directory / name
+        with open(path, "rb+") as file:
+            os.fsync(file.fileno())
+        os.chmod(path, 0o600)
+        self.files[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+def _write_blocks(file: BinaryIO, array: np.ndarray, digest: Any) -> None:
+    flat = array.reshape(-1).view(np.uint8) if array.size else np.zeros(0, np.uint8)
+    step = 1 << 24
+    for start in range(0, len(flat), step):
+        block = flat[start : start + step]
+        digest.update(block)
+        file.write(block.tobytes())
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of one version."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @property
+    def version(self) -> str:
+        return str(self.data["version"])
+
+    @property
+    def algorithms(self) -> dict[str, dict[str, Any]]:
+        return self.data["algorithms"]  # type: ignore[no-any-return]
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return self.data["files"]  # type: ignore[no-any-return]
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Parse and check a version's manifest; raises IndexFormatError naming what is wrong."""
+    path = directory / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexFormatError(
+            f"{directory}: no {MANIFEST}: not a hashmatch index version"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexIntegrityError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{path}: not a hashmatch index manifest")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise IndexFormatError(f"{path}: manifest has no format_version")
+    if version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path}: index format version {version} is newer than this hashmatch supports"
+            f" ({FORMAT_VERSION}); upgrade hashmatch or rebuild the index"
+        )
+    for key in ("version", "algorithms", "files", "lists"):
+        if key not in data:
+            raise IndexIntegrityError(f"{path}: manifest lacks {key!r}")
+    return Manifest(path, data)
+
+
+def current_version(index: Path) -> str | None:
+    """The published version's name, or None when nothing is published yet."""
+    try:
+        name = (index / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexFormatError(f"{index}: cannot read {CURRENT}: {exc}") from None
+    if not name or "/" in name or name.startswith("."):
+        raise IndexIntegrityError(f"{index / CURRENT}: invalid version name {name!r}")
+    return name
+
+
+def resolve_version(path: Path) -> Path:
+    """The version directory for ``path``: an index root (its published version) or a version."""
+    if (path / MANIFEST).is_file():
+        return path
+    if not path.exists():
+        raise IndexFormatError(f"{path}: no such index")
+    name = current_version(path)
+    if name is None:
+        raise IndexFormatError(f"{path}: not a hashmatch index (no {CURRENT} and no {MANIFEST})")
+    directory = path / VERSIONS / name
+    if not directory.is_dir():
+        raise IndexIntegrityError(f"{path}: {CURRENT} names {name!r}, which does not exist")
+    return directory
+
+
+def read_array(manifest: Manifest, name: str, *, verify: bool = True) -> np.ndarray:
+    """Map one array file read-only, after checking its size (and checksum if ``verify``)."""
+    try:
+        entry = manifest.files[name]
+    except KeyError:
+        raise IndexIntegrityError(
+            f"{manifest.directory}: manifest lists no file {name!r}"
+        ) from None
+    path = manifest.directory / name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IndexIntegrityError(f"{path}: missing") from None
+    if size != entry["bytes"]:
+        raise IndexIntegrityError(f"{path}: {size} bytes, manifest says {entry['bytes']}")
+    if verify and file_sha256(path) != entry["sha256"]:
+        raise IndexIntegrityError(f"{path}: checksum mismatch (corrupt or modified)")
+    dtype = np.dtype(entry["dtype"])
+    shape = tuple(entry["shape"])
+    if int(np.prod(shape)) * dtype.itemsize != size:
+        raise IndexIntegrityError(f"{path}: shape {shape} of {dtype} does not fill {size} bytes")
+    if size == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)

@@ -1,0 +1,385 @@
+"""Building an index from hash lists and publishing it atomically.
+
+Lists stream in chunks: entries go to SQLite as they are read, codes accumulate as compact
+numpy arrays, so memory holds the codes (32 bytes per PDQ hash) and not a Python object per
+line. Then per algorithm: duplicates merge (one stored code, many entries), the search tables
+are built for the index's largest threshold, and everything lands in a staging directory that
+is published by rename only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hashmatch
+from hashmatch.errors import IndexBuildError
+from hashmatch.index.artifact import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    METADATA,
+    ArrayWriter,
+    Manifest,
+    current_version,
+    read_manifest,
+    row_keys,
+)
+from hashmatch.index.diff import diff_manifests
+from hashmatch.index.mih import MultiIndex, choose_layout
+from hashmatch.index.publish import (
+    build_lock,
+    new_version_name,
+    prepare_index_directory,
+    publish_version,
+    remove_old_versions,
+    staging_directory,
+)
+from hashmatch.index.report import AlgorithmSummary, BuildReport
+from hashmatch.lists import DEFAULT_MAX_INVALID, Exclusions, HashListReader
+from hashmatch.lists.validate import ValidChunk
+from hashmatch.registry import get_algorithm
+
+__all__ = ["BuildOptions", "ListSource", "build_index"]
+
+SCHEMA = """
+CREATE TABLE entries (
+    rowid INTEGER PRIMARY KEY,
+    algorithm TEXT NOT NULL,
+    list TEXT NOT NULL,
+    entry_id TEXT,
+    label TEXT,
+    metadata TEXT,
+    source_line INTEGER
+);
+"""
+
+
+@dataclass(frozen=True)
+class ListSource:
+    """One list file to ingest and how to read it."""
+
+    path: Path
+    list_name: str | None = None
+    algorithm: str | None = None
+    list_format: str = "auto"
+    thresholds: dict[str, int] = field(default_factory=dict)
+    """Per-algorithm match thresholds for this list's entries (overriding the index's)."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    thresholds: dict[str, int] = field(default_factory=dict)
+    """Index-wide per-algorithm thresholds (default: each algorithm's own)."""
+    strict: bool = False
+    max_invalid: float = DEFAULT_MAX_INVALID
+    exclusions: Exclusions = field(default_factory=Exclusions)
+    allow_empty: bool = False
+    """Publish an index with no entries (refused by default: an empty download would
+    otherwise silently switch matching off)."""
+    keep_versions: int = 3
+
+
+@dataclass
+class _Accumulator:
+    codes: list[np.ndarray] = field(default_factory=list)
+    rowids: list[np.ndarray] = field(default_factory=list)
+    excluded: int = 0
+
+
+def build_index(
+    sources: list[ListSource],
+    index: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    on_wait: Any = None,
+) -> BuildReport:
+    """Build from ``sources`` and publish to ``index``; raises HashmatchError subclasses."""
+    options = options or BuildOptions()
+    index = Path(index)
+    started = time.monotonic()
+    if not sources:
+        raise IndexBuildError("no hash lists to build from")
+    for algorithm in options.thresholds:
+        get_algorithm(algorithm)
+    prepare_index_directory(index)
+    with build_lock(index, on_wait):
+        previous = current_version(index)
+        name = new_version_name()
+        staging = staging_directory(index, name)
+        try:
+            manifest, report = _build_version(sources, staging, name, options, index, previous)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if previous is not None:
+            _attach_diff(index, previous, manifest, report)
+        publish_version(index, staging, name)
+        report.removed_versions = remove_old_versions(index, options.keep_versions)
+    report.elapsed_seconds = time.monotonic() - started
+    return report
+
+
+def _build_version(
+    sources: list[ListSource],
+    staging: Path,
+    name: str,
+    options: BuildOptions,
+    index: Path,
+    previous: str | None,
+) -> tuple[Manifest, BuildReport]:
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    database = sqlite3.connect(staging / METADATA)
+    database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+    accumulators: dict[str, _Accumulator] = {}
+    list_reports: list[dict[str, Any]] = []
+    list_thresholds: dict[str, dict[str, int]] = {}
+    next_rowid = 1
+    for source in sources:
+        reader = HashListReader(
+            source.path,
+            algorithm=source.algorithm,
+            list_name=source.list_name,
+            list_format=source.list_format,
+            strict=options.strict,
+            max_invalid=options.max_invalid,
+        )
+        list_name = reader.stats.list_name
+        _merge_thresholds(list_thresholds, list_name, source.thresholds)
+        excluded_here = 0
+        with database:
+            for chunk in reader.chunks():
+                next_rowid, excluded = _ingest(
+                    chunk, list_name, options.exclusions, accumulators, database, next_rowid
+                )
+                excluded_here += excluded
+        entry = reader.stats.to_json()
+        entry["excluded"] = excluded_here
+        for algorithm, count in list(entry["accepted"].items()):
+            entry["accepted"][algorithm] = count
+        list_reports.append(entry)
+    database.close()
+    total = sum(sum(len(r) for r in acc.rowids) for acc in accumulators.values())
+    if total == 0 and not options.allow_empty:
+        raise IndexBuildError(
+            "the lists hold no valid entries; refusing to publish an empty index that would"
+            " match nothing (pass --allow-empty if that is intended)"
+        )
+    writer = ArrayWriter(staging)
+    summaries: dict[str, AlgorithmSummary] = {}
+    algorithm_data: dict[str, Any] = {}
+    for algorithm, accumulator in sorted(accumulators.items()):
+        summary, data = _write_algorithm(
+            algorithm, accumulator, writer, options.thresholds, list_thresholds
+        )
+        summaries[algorithm] = summary
+        algorithm_data[algorithm] = data
+    writer.add_file(METADATA)
+    manifest_data = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "tool_version": hashmatch.__version__,
+        "created": created,
+        "version": name,
+        "entries": total,
+        "algorithms": algorithm_data,
+        "lists": [
+            {**_manifest_list(item), "thresholds": list_thresholds.get(item["name"], {})}
+            for item in list_reports
+        ],
+        "files": writer.files,
+    }
+    manifest_path = staging / MANIFEST
+    manifest_path.write_text(json.dumps(manifest_data, indent=2) + "\n", encoding="utf-8")
+    manifest_path.chmod(0o600)
+    report = BuildReport(
+        index=str(index),
+        version=name,
+        previous_version=previous,
+        created=created,
+        elapsed_seconds=0.0,
+        lists=list_reports,
+        algorithms=summaries,
+    )
+    return read_manifest(staging), report
+
+
+def _merge_thresholds(
+    known: dict[str, dict[str, int]], list_name: str, thresholds: dict[str, int]
+) -> None:
+    for algorithm, value in thresholds.items():
+        get_algorithm(algorithm)
+        current = known.setdefault(list_name, {}).get(algorithm)
+        if current is not None and current != value:
+            raise IndexBuildError(
+                f"list {list_name!r} is given two {algorithm} thresholds ({current}, {value})"
+            )
+        known[list_name][algorithm] = value
+
+
+def _manifest_list(item: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "source", "format", "sha256", "rows", "accepted", "rejected", "excluded")
+    return {key: item[key] for key in keys}
+
+
+def _ingest(
+    chunk: ValidChunk,
+    list_name: str,
+    exclusions: Exclusions,
+    accumulators: dict[str, _Accumulator],
+    database: sqlite3.Connection,
+    next_rowid: int,
+) -> tuple[int, int]:
+    """Store one chunk's entries; returns the next row id and how many were excluded."""
+    excluded = 0
+    for algorithm, rows in chunk.rows.items():
+        codes = chunk.codes[algorithm]
+        accumulator = accumulators.setdefault(algorithm, _Accumulator())
+        keep = _exclusion_mask(codes, rows, exclusions.hashes.get(algorithm), exclusions)
+        if not keep.all():
+            dropped = int((~keep).sum())
+            excluded += dropped
+            accumulator.excluded += dropped
+            codes = codes[keep]
+            rows = [row for row, ok in zip(rows, keep, strict=True) if ok]
+        if not rows:
+            continue
+        rowids = np.arange(next_rowid, next_rowid + len(rows), dtype=np.int64)
+        database.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    int(rowid),
+                    algorithm,
+                    row.list_name or list_name,
+                    row.entry_id,
+                    row.label,
+                    json.dumps(row.extra, ensure_ascii=False) if row.extra else None,
+                    row.line,
+                )
+                for rowid, row in zip(rowids, rows, strict=True)
+            ),
+        )
+        accumulator.codes.append(codes)
+        accumulator.rowids.append(rowids)
+        next_rowid += len(rows)
+    return next_rowid, excluded
+
+
+def _exclusion_mask(
+    codes: np.ndarray, rows: list[Any], codes_out: set[bytes] | None, exclusions: Exclusions
+) -> np.ndarray:
+    keep = np.ones(len(rows), dtype=bool)
+    if codes_out:
+        keep &= np.array([code.tobytes() not in codes_out for code in codes], dtype=bool)
+    if exclusions.entry_ids:
+        keep &= np.array([row.entry_id not in exclusions.entry_ids for row in rows], dtype=bool)
+    return keep
+
+
+def _write_algorithm(
+    algorithm: str,
+    accumulator: _Accumulator,
+    writer: ArrayWriter,
+    index_thresholds: dict[str, int],
+    list_thresholds: dict[str, dict[str, int]],
+) -> tuple[AlgorithmSummary, dict[str, Any]]:
+    spec = get_algorithm(algorithm)
+    codes = (
+        np.concatenate(accumulator.codes)
+        if accumulator.codes
+        else np.zeros((0, spec.bits // 8), np.uint8)
+    )
+    rowids = np.concatenate(accumulator.rowids) if accumulator.rowids else np.zeros(0, np.int64)
+    unique_codes, keys, entry_offsets, entry_rows = _merge_duplicates(codes, rowids)
+    threshold = index_thresholds.get(algorithm, spec.default_threshold)
+    design_radius = max(
+        [threshold, *(t[algorithm] for t in list_thresholds.values() if algorithm in t)]
+    )
+    writer.write(f"{algorithm}.codes", unique_codes)
+    writer.write(f"{algorithm}.keys", keys)
+    writer.write(f"{algorithm}.entry_offsets", entry_offsets)
+    writer.write(f"{algorithm}.entry_rows", entry_rows)
+    search: dict[str, Any]
+    if not spec.needs_pixels:
+        search = {"kind": "exact"}
+    else:
+        layout = choose_layout(len(unique_codes), spec.bits, design_radius)
+        if layout is None:
+            search = {"kind": "flat"}
+        else:
+            tables = MultiIndex.build(unique_codes, layout)
+            writer.write(f"{algorithm}.mih_offsets", tables.offsets)
+            writer.write(f"{algorithm}.mih_ids", tables.ids)
+            search = {"kind": "mih", "radius": layout.radius, **layout.to_json()}
+    data = {
+        "bits": spec.bits,
+        "codes": len(unique_codes),
+        "entries": len(rowids),
+        "threshold": threshold,
+        "design_radius": design_radius,
+        "search": search,
+    }
+    summary = AlgorithmSummary(
+        name=algorithm,
+        entries=len(rowids),
+        codes=len(unique_codes),
+        duplicates_merged=len(rowids) - len(unique_codes),
+        excluded=accumulator.excluded,
+        threshold=threshold,
+        index_kind=search["kind"],
+    )
+    return summary, data
+
+
+def _merge_duplicates(
+    codes: np.ndarray, rowids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unique codes in row-key order, their keys, and each code's entries (CSR)."""
+    if len(codes) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return codes, np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64), empty
+    keys = row_keys(codes)
+    order = np.argsort(keys, kind="stable")
+    codes, keys, rowids = codes[order], keys[order], rowids[order]
+    same_key = keys[1:] == keys[:-1]
+    if same_key.any():
+        codes, keys, rowids = _separate_collisions(codes, keys, rowids, same_key)
+        same_key = (keys[1:] == keys[:-1]) & np.all(codes[1:] == codes[:-1], axis=1)
+    starts = np.concatenate([[0], np.flatnonzero(~same_key) + 1])
+    offsets = np.concatenate([starts, [len(codes)]]).astype(np.int64)
+    return codes[starts], keys[starts], offsets, rowids
+
+
+def _separate_collisions(
+    codes: np.ndarray, keys: np.ndarray, rowids: np.ndarray, same_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Within runs of equal keys, order rows by their bytes so identical codes are adjacent.
+
+    Equal keys almost always mean identical codes; distinct codes sharing a key (a 2**-64
+    event) must still stay distinct entries.
+    """
+    different = ~np.all(codes[1:] == codes[:-1], axis=1) & same_key
+    if not different.any():
+        return codes, keys, rowids
+    order = np.lexsort([*codes.T[::-1], keys])
+    return codes[order], keys[order], rowids[order]
+
+
+def _attach_diff(index: Path, previous: str, manifest: Manifest, report: BuildReport) -> None:
+    try:
+        old = read_manifest(index / "versions" / previous)
+    except Exception:  # an unreadable previous version must not block a rebuild
+        return
+    for algorithm, diff in diff_manifests(old, manifest).items():
+        if algorithm in report.algorithms:
+            report.algorithms[algorithm].diff = diff

@@ -1,0 +1,111 @@
+"""Looking at an index without searching it: what it holds, and whether it is intact."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashmatch.errors import HashmatchError
+from hashmatch.index.artifact import (
+    METADATA,
+    VERSIONS,
+    current_version,
+    file_sha256,
+    read_array,
+    read_manifest,
+    resolve_version,
+)
+
+__all__ = ["index_info", "verify_index"]
+
+
+def index_info(path: str | Path) -> dict[str, Any]:
+    """The published version's manifest summary, plus the versions on disk."""
+    path = Path(path)
+    directory = resolve_version(path)
+    manifest = read_manifest(directory)
+    data = manifest.data
+    size = sum(entry["bytes"] for entry in manifest.files.values())
+    versions = []
+    if (path / VERSIONS).is_dir():
+        versions = sorted(p.name for p in (path / VERSIONS).iterdir() if not p.name.startswith("."))
+    return {
+        "path": str(path),
+        "version": data["version"],
+        "published": current_version(path) if directory != path else data["version"],
+        "format_version": data["format_version"],
+        "tool_version": data.get("tool_version"),
+        "created": data.get("created"),
+        "entries": data.get("entries"),
+        "bytes": size,
+        "algorithms": data["algorithms"],
+        "lists": data["lists"],
+        "versions_on_disk": versions,
+    }
+
+
+def verify_index(path: str | Path) -> list[str]:
+    """Every problem found in the published version (empty when intact); never raises for
+    a damaged index, only reports. Checks checksums, sizes, the SQLite file and structure."""
+    try:
+        directory = resolve_version(Path(path))
+        manifest = read_manifest(directory)
+    except HashmatchError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for name, entry in sorted(manifest.files.items()):
+        part = directory / name
+        if not part.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        if part.stat().st_size != entry["bytes"]:
+            problems.append(f"{name}: {part.stat().st_size} bytes, manifest says {entry['bytes']}")
+            continue
+        if file_sha256(part) != entry["sha256"]:
+            problems.append(f"{name}: checksum mismatch (corrupt or modified)")
+    if problems:
+        return problems
+    problems.extend(_check_database(directory))
+    for algorithm, data in manifest.algorithms.items():
+        try:
+            problems.extend(_check_algorithm(manifest, algorithm, data))
+        except HashmatchError as exc:
+            problems.append(f"{algorithm}: {exc}")
+    return problems
+
+
+def _check_database(directory: Path) -> list[str]:
+    uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
+    try:
+        with sqlite3.connect(uri, uri=True) as connection:
+            result = connection.execute("PRAGMA quick_check").fetchone()[0]
+            connection.execute("SELECT count(*) FROM entries").fetchone()
+    except sqlite3.Error as exc:
+        return [f"{METADATA}: {exc}"]
+    return [] if result == "ok" else [f"{METADATA}: {result}"]
+
+
+def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> list[str]:
+    problems = []
+    codes = read_array(manifest, f"{algorithm}.codes", verify=False)
+    keys = read_array(manifest, f"{algorithm}.keys", verify=False)
+    offsets = read_array(manifest, f"{algorithm}.entry_offsets", verify=False)
+    rows = read_array(manifest, f"{algorithm}.entry_rows", verify=False)
+    if len(codes) != data["codes"] or len(keys) != len(codes):
+        problems.append(f"{algorithm}.codes: {len(codes)} codes, manifest says {data['codes']}")
+    if len(keys) > 1 and bool(np.any(keys[1:] < keys[:-1])):
+        problems.append(f"{algorithm}.keys: not in ascending order")
+    if (
+        len(offsets) != len(codes) + 1
+        or offsets[-1] != len(rows)
+        or bool(np.any(np.diff(offsets) < 1))
+    ):
+        problems.append(f"{algorithm}.entry_offsets: inconsistent with its codes and rows")
+    if data["search"]["kind"] == "mih":
+        ids = read_array(manifest, f"{algorithm}.mih_ids", verify=False)
+        if len(ids) and int(ids.max()) >= len(codes):
+            problems.append(f"{algorithm}.mih_ids: refers to codes that do not exist")
+    return problems

@@ -1,0 +1,162 @@
+"""One published version, opened for searching: verified arrays, searchers, entry lookups.
+
+A :class:`LoadedIndex` never changes after it is built, so any number of threads can search it
+while a newer version is being loaded next to it. Arrays are memory-mapped read-only, so
+several processes opening the same version share one copy in the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashmatch.errors import IndexIntegrityError
+from hashmatch.index.artifact import METADATA, Manifest, file_sha256, read_array, read_manifest
+from hashmatch.index.mih import MihLayout, MultiIndex
+from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
+
+__all__ = ["AlgorithmIndex", "EntryRecord", "LoadedIndex"]
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    rowid: int
+    list: str
+    entry_id: str | None
+    label: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AlgorithmIndex:
+    """Everything searchable for one algorithm."""
+
+    name: str
+    codes: np.ndarray
+    entry_offsets: np.ndarray
+    entry_rows: np.ndarray
+    searcher: CodeSearcher
+    threshold: int
+    design_radius: int
+
+    def entries_of(self, code_rows: np.ndarray) -> list[np.ndarray]:
+        return [
+            self.entry_rows[self.entry_offsets[row] : self.entry_offsets[row + 1]]
+            for row in code_rows.tolist()
+        ]
+
+
+class LoadedIndex:
+    """A verified, searchable version of an index."""
+
+    def __init__(self, directory: Path, *, verify: bool = True) -> None:
+        self.manifest: Manifest = read_manifest(directory)
+        self.directory = directory
+        if verify:
+            _verify_checksums(self.manifest)
+        self.algorithms = {
+            name: _load_algorithm(self.manifest, name, data)
+            for name, data in self.manifest.algorithms.items()
+        }
+        self.list_thresholds: dict[str, dict[str, int]] = {
+            item["name"]: {k: int(v) for k, v in item.get("thresholds", {}).items()}
+            for item in self.manifest.data["lists"]
+        }
+        self._database_uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
+        self._local = threading.local()
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def threshold_for(self, algorithm: str, list_name: str) -> int:
+        listed = self.list_thresholds.get(list_name, {}).get(algorithm)
+        return listed if listed is not None else self.algorithms[algorithm].threshold
+
+    def entries(self, rowids: list[int]) -> dict[int, EntryRecord]:
+        """The list entries with these row ids (one SQLite query)."""
+        if not rowids:
+            return {}
+        connection = self._connection()
+        found: dict[int, EntryRecord] = {}
+        for start in range(0, len(rowids), 900):  # SQLite's bound-parameter limit
+            batch = rowids[start : start + 900]
+            marks = ",".join("?" * len(batch))
+            query = (
+                "SELECT rowid, list, entry_id, label, metadata FROM entries"
+                f" WHERE rowid IN ({marks})"
+            )
+            for rowid, list_name, entry_id, label, metadata in connection.execute(query, batch):
+                found[rowid] = EntryRecord(
+                    rowid, list_name, entry_id, label, json.loads(metadata) if metadata else {}
+                )
+        return found
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._database_uri, uri=True, check_same_thread=False)
+            self._local.connection = connection
+        return connection
+
+
+def _verify_checksums(manifest: Manifest) -> None:
+    """Check every file's SHA-256 (two threads: hashing releases the GIL)."""
+
+    def check(name: str) -> str | None:
+        path = manifest.directory / name
+        expected = manifest.files[name]
+        try:
+            if path.stat().st_size != expected["bytes"]:
+                return f"{path}: {path.stat().st_size} bytes, manifest says {expected['bytes']}"
+            if file_sha256(path) != expected["sha256"]:
+                return f"{path}: checksum mismatch (corrupt or modified)"
+        except FileNotFoundError:
+            return f"{path}: missing"
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        problems = [p for p in pool.map(check, sorted(manifest.files)) if p]
+    if problems:
+        raise IndexIntegrityError("; ".join(problems))
+
+
+def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> AlgorithmIndex:
+    codes = read_array(manifest, f"{name}.codes", verify=False)
+    offsets = read_array(manifest, f"{name}.entry_offsets", verify=False)
+    rows = read_array(manifest, f"{name}.entry_rows", verify=False)
+    if len(offsets) != len(codes) + 1 or (len(offsets) and offsets[-1] != len(rows)):
+        raise IndexIntegrityError(f"{manifest.directory}: {name} entry tables do not fit its codes")
+    search = data["search"]
+    searcher: CodeSearcher
+    if search["kind"] == "exact":
+        searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys", verify=False))
+    elif search["kind"] == "mih":
+        layout = MihLayout.from_json(int(data["bits"]), search)
+        tables = MultiIndex(
+            codes,
+            layout,
+            read_array(manifest, f"{name}.mih_offsets", verify=False),
+            read_array(manifest, f"{name}.mih_ids", verify=False),
+        )
+        searcher = MultiIndexSearcher(tables)
+    elif search["kind"] == "flat":
+        searcher = FlatSearcher(codes)
+    else:
+        raise IndexIntegrityError(f"{manifest.path}: unknown search kind {search['kind']!r}")
+    return AlgorithmIndex(
+        name,
+        codes,
+        offsets,
+        rows,
+        searcher,
+        int(data["threshold"]),
+        int(data.get("design_radius", data["threshold"])),
+    )

@@ -1,0 +1,309 @@
+"""``Matcher``: the thread-safe entry point for upload pipelines.
+
+``Matcher.open(path)`` loads the published version of an index. ``lookup`` searches given
+hashes; ``match`` hashes an image (bytes, path, file or PIL image) and looks it up. ``reload``
+swaps to a newly published version without blocking or failing concurrent calls: each call
+takes the current version once and finishes on it, and the swap is a single reference
+assignment. With ``reload_interval`` a background thread does this by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashmatch.errors import HashmatchError, IndexFormatError
+from hashmatch.hashes import Hash
+from hashmatch.hashing import HashResult, hash_image
+from hashmatch.index.artifact import MANIFEST, current_version, resolve_version
+from hashmatch.index.loaded import LoadedIndex
+from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
+from hashmatch.registry import get_algorithm
+
+__all__ = ["LOW_QUALITY_THRESHOLD", "Match", "MatchResult", "Matcher"]
+
+LOW_QUALITY_THRESHOLD = 50
+"""PDQ quality below this means too little detail: PDQ matches are not trusted."""
+
+_log = logging.getLogger("hashmatch.index")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One list entry within threshold of a query hash."""
+
+    algorithm: str
+    distance: int
+    hash: str
+    """The stored hash that matched, as hex."""
+    list: str
+    entry_id: str | None
+    label: str | None
+    variant: str | None = None
+    """The rotation/flip of the query that matched (PDQ dihedral), None for the image as is."""
+    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "distance": self.distance,
+            "hash": self.hash,
+            "list": self.list,
+            "entry_id": self.entry_id,
+            "label": self.label,
+            "variant": self.variant,
+        }
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """The verdict for one image."""
+
+    status: str
+    """``match``, ``no_match``, ``low_quality`` (PDQ quality < 50, nothing else matched) or
+    ``error`` (the image could not be read or decoded)."""
+    matches: list[Match] = field(default_factory=list)
+    hashes: dict[str, Hash] = field(default_factory=dict)
+    quality: int | None = None
+    """PDQ quality 0-100 when PDQ was computed."""
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    index_version: str | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.status == "match"
+
+
+HashInput = Mapping[str, "Hash | str | Sequence[Hash | str]"]
+
+
+class Matcher:
+    """Searches one index; safe to share between threads; picks up new versions on reload."""
+
+    def __init__(self, path: Path, snapshot: LoadedIndex, *, verify: bool) -> None:
+        self.path = path
+        self._snapshot = snapshot
+        self._verify = verify
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.last_reload_error: str | None = None
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, reload_interval: float | None = None, verify: bool = True
+    ) -> Matcher:
+        """Load the published version of the index at ``path`` (or a version directory).
+
+        ``verify`` checks every file's checksum first (about a second per GB); with
+        ``reload_interval`` seconds a background thread reloads when a new version is published.
+        """
+        path = Path(path)
+        matcher = cls(path, LoadedIndex(resolve_version(path), verify=verify), verify=verify)
+        if reload_interval is not None:
+            matcher._start_watcher(reload_interval)
+        return matcher
+
+    @property
+    def version(self) -> str:
+        return self._snapshot.version
+
+    @property
+    def algorithms(self) -> list[str]:
+        return list(self._snapshot.algorithms)
+
+    def reload(self) -> bool:
+        """Switch to the published version if it changed; True if it did.
+
+        Concurrent lookups keep running on the version they started with. If the new
+        version cannot be loaded, the current one stays and the error is raised.
+        """
+        if (self.path / MANIFEST).is_file():
+            return False  # opened as a fixed version directory
+        with self._reload_lock:
+            published = current_version(self.path)
+            if published is None:
+                raise IndexFormatError(f"{self.path}: nothing published")
+            if published == self._snapshot.version:
+                return False
+            fresh = LoadedIndex(resolve_version(self.path), verify=self._verify)
+            self._snapshot = fresh  # a single reference swap: readers never see a mix
+            return True
+
+    def close(self) -> None:
+        """Stop the background reloader (the index itself is released when unreferenced)."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+    def __enter__(self) -> Matcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def lookup(
+        self,
+        hashes: HashInput | HashResult,
+        *,
+        thresholds: Mapping[str, int] | None = None,
+        dihedral: bool = True,
+    ) -> list[Match]:
+        """Every list entry within threshold of the given hashes, nearest first.
+
+        ``hashes`` maps algorithm names to a :class:`Hash`, a hex string or a sequence of them
+        (e.g. the dihedral variants); a :class:`HashResult` is accepted as is, its PDQ
+        variants included when ``dihedral``. ``thresholds`` overrides per algorithm.
+        """
+        snapshot = self._snapshot
+        queries = _queries(hashes, dihedral)
+        matches: list[Match] = []
+        for algorithm, items in queries.items():
+            if algorithm not in snapshot.algorithms:
+                continue
+            matches.extend(_search(snapshot, algorithm, items, thresholds))
+        matches.sort(key=lambda m: (m.distance, m.algorithm, m.list, m.entry_id or ""))
+        return matches
+
+    def match(
+        self,
+        source: ImageSource,
+        *,
+        algorithms: Iterable[str] | None = None,
+        thresholds: Mapping[str, int] | None = None,
+        dihedral: bool = True,
+        exact: bool = False,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ) -> MatchResult:
+        """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
+
+        Never raises for a bad image: the result's status is then ``error``.
+        """
+        snapshot = self._snapshot
+        names = list(algorithms) if algorithms is not None else list(snapshot.algorithms)
+        if not names:
+            return MatchResult("no_match", index_version=snapshot.version)
+        try:
+            result = hash_image(source, names, exact=exact, dihedral=dihedral, limits=limits)
+        except HashmatchError as exc:
+            return MatchResult("error", error=str(exc), index_version=snapshot.version)
+        return self.verdict(result, thresholds=thresholds, dihedral=dihedral)
+
+    def verdict(
+        self,
+        result: HashResult,
+        *,
+        thresholds: Mapping[str, int] | None = None,
+        dihedral: bool = True,
+    ) -> MatchResult:
+        """Look up an already computed :class:`HashResult` and decide its status."""
+        snapshot = self._snapshot
+        matches = self.lookup(result, thresholds=thresholds, dihedral=dihedral)
+        low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
+        if low_quality:
+            matches = [m for m in matches if m.algorithm != "pdq"]
+        if matches:
+            status = "match"
+        elif low_quality:
+            status = "low_quality"
+        else:
+            status = "no_match"
+        return MatchResult(
+            status,
+            matches,
+            dict(result.hashes),
+            result.pdq_quality,
+            None,
+            result.width,
+            result.height,
+            snapshot.version,
+        )
+
+    def _start_watcher(self, interval: float) -> None:
+        def watch() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.reload()
+                    self.last_reload_error = None
+                except Exception as exc:  # keep serving the current version
+                    self.last_reload_error = str(exc)
+                    _log.warning("hashmatch: reload of %s failed: %s", self.path, exc)
+
+        self._watcher = threading.Thread(target=watch, name="hashmatch-reload", daemon=True)
+        self._watcher.start()
+
+
+def _queries(
+    hashes: HashInput | HashResult, dihedral: bool
+) -> dict[str, list[tuple[str | None, Hash]]]:
+    queries: dict[str, list[tuple[str | None, Hash]]] = {}
+    for name, value in hashes.items():
+        algorithm = get_algorithm(name).name
+        values = [value] if isinstance(value, (Hash, str)) else list(value)  # type: ignore[arg-type]
+        for item in values:
+            parsed = item if isinstance(item, Hash) else Hash.from_hex(algorithm, item)
+            if parsed.algorithm != algorithm:
+                raise ValueError(f"a {parsed.algorithm} hash given as {algorithm}")
+            queries.setdefault(algorithm, []).append((None, parsed))
+    if dihedral and isinstance(hashes, HashResult):
+        for algorithm, variants in hashes.variants.items():
+            queries.setdefault(algorithm, []).extend(variants.items())
+    return queries
+
+
+def _search(
+    snapshot: LoadedIndex,
+    algorithm: str,
+    items: list[tuple[str | None, Hash]],
+    thresholds: Mapping[str, int] | None,
+) -> list[Match]:
+    index = snapshot.algorithms[algorithm]
+    override = thresholds.get(algorithm) if thresholds else None
+    radius = override if override is not None else index.design_radius
+    queries = np.frombuffer(b"".join(h.value for _, h in items), dtype=np.uint8)
+    owners, rows, distances = index.searcher.search(queries.reshape(len(items), -1), radius)
+    best: dict[int, tuple[int, int]] = {}  # code row -> (distance, query)
+    for owner, row, distance in zip(
+        owners.tolist(), rows.tolist(), distances.tolist(), strict=True
+    ):
+        if row not in best or distance < best[row][0]:
+            best[row] = (distance, owner)
+    if not best:
+        return []
+    code_rows = np.array(sorted(best), dtype=np.int64)
+    entry_groups = index.entries_of(code_rows)
+    records = snapshot.entries([int(r) for group in entry_groups for r in group.tolist()])
+    matches = []
+    for row, group in zip(code_rows.tolist(), entry_groups, strict=True):
+        distance, owner = best[row]
+        stored = index.codes[row].tobytes().hex()
+        for rowid in group.tolist():
+            record = records.get(rowid)
+            if record is None:
+                continue
+            limit = (
+                override if override is not None else snapshot.threshold_for(algorithm, record.list)
+            )
+            if distance > limit:
+                continue
+            matches.append(
+                Match(
+                    algorithm,
+                    distance,
+                    stored,
+                    record.list,
+                    record.entry_id,
+                    record.label,
+                    items[owner][0],
+                    record.metadata,
+                )
+            )
+    return matches

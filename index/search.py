@@ -1,0 +1,111 @@
+"""Exact Hamming range search over one algorithm's codes, by the fastest structure that fits.
+
+* ``flat``: faiss's SIMD Hamming scan over the codes in place (small sets, any radius);
+* ``mih``: multi-index hashing (:mod:`hashmatch.index.mih`), exact up to its design radius,
+  falling back to the flat scan for a larger per-call radius;
+* ``exact``: binary search on row keys, for md5/sha256 (radius 0).
+
+Every searcher returns all codes within the radius: there is no approximate mode.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from hashmatch.index.mih import MultiIndex
+
+__all__ = ["CodeSearcher", "ExactSearcher", "FlatSearcher", "MultiIndexSearcher", "SearchHits"]
+
+SearchHits = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Parallel arrays: query row, code number, distance."""
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+class CodeSearcher(Protocol):
+    kind: str
+
+    def search(self, queries: np.ndarray, radius: int) -> SearchHits: ...
+
+
+class FlatSearcher:
+    """Compares every query with every code (faiss, no copy of the codes)."""
+
+    kind = "flat"
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = np.ascontiguousarray(codes)
+
+    def search(self, queries: np.ndarray, radius: int) -> SearchHits:
+        queries = np.ascontiguousarray(queries, dtype=np.uint8)
+        if len(self.codes) == 0 or len(queries) == 0:
+            return _EMPTY, _EMPTY, _EMPTY
+        result = faiss.RangeSearchResult(len(queries))
+        faiss.hamming_range_search(  # distance < radius + 1, i.e. <= radius
+            faiss.swig_ptr(queries),
+            faiss.swig_ptr(self.codes),
+            len(queries),
+            len(self.codes),
+            radius + 1,
+            self.codes.shape[1],
+            result,
+        )
+        limits = faiss.rev_swig_ptr(result.lims, len(queries) + 1).copy().astype(np.int64)
+        found = int(limits[-1])
+        if found == 0:
+            return _EMPTY, _EMPTY, _EMPTY
+        rows = faiss.rev_swig_ptr(result.labels, found).copy().astype(np.int64)
+        distances = faiss.rev_swig_ptr(result.distances, found).copy().astype(np.int64)
+        owners = np.repeat(np.arange(len(queries)), np.diff(limits))
+        return owners, rows, distances
+
+
+class MultiIndexSearcher:
+    """Multi-index hashing within its design radius, the flat scan beyond it."""
+
+    kind = "mih"
+
+    def __init__(self, index: MultiIndex) -> None:
+        self.index = index
+        self._flat = FlatSearcher(index.codes)
+
+    def search(self, queries: np.ndarray, radius: int) -> SearchHits:
+        if radius > self.index.layout.radius:
+            return self._flat.search(queries, radius)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.uint8), radius)
+
+
+class ExactSearcher:
+    """Identical codes only, by binary search on the sorted row keys."""
+
+    kind = "exact"
+
+    def __init__(self, codes: np.ndarray, keys: np.ndarray) -> None:
+        self.codes = codes
+        self.keys = keys
+
+    def search(self, queries: np.ndarray, radius: int) -> SearchHits:
+        from hashmatch.index.artifact import row_keys
+
+        queries = np.ascontiguousarray(queries, dtype=np.uint8)
+        if len(self.codes) == 0 or len(queries) == 0:
+            return _EMPTY, _EMPTY, _EMPTY
+        query_keys = row_keys(queries)
+        lows = np.searchsorted(self.keys, query_keys, side="left")
+        highs = np.searchsorted(self.keys, query_keys, side="right")
+        owners, rows = [], []
+        for query, (low, high) in enumerate(zip(lows.tolist(), highs.tolist(), strict=True)):
+            for row in range(low, high):  # equal keys: almost always one row
+                if np.array_equal(self.codes[row], queries[query]):
+                    owners.append(query)
+                    rows.append(row)
+        if not rows:
+            return _EMPTY, _EMPTY, _EMPTY
+        return (
+            np.array(owners, dtype=np.int64),
+            np.array(rows, dtype=np.int64),
+            np.zeros(len(rows), dtype=np.int64),
+        )
