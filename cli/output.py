@@ -37,7 +37,8 @@ class RecordWriter(Protocol):
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    """For messages on stderr; never wraps, so a long path or error stays one greppable line."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def open_writer(

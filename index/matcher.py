@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from hashmatch.errors import HashmatchError, IndexFormatError
 from hashmatch.hashes import Hash
@@ -185,10 +186,16 @@ class Matcher:
     ) -> MatchResult:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
 
+        md5/sha256 come from the original bytes (skipped for a PIL image, which has none).
         Never raises for a bad image: the result's status is then ``error``.
         """
         snapshot = self._snapshot
-        names = list(algorithms) if algorithms is not None else list(snapshot.algorithms)
+        if algorithms is not None:
+            names = list(algorithms)
+        else:
+            names = list(snapshot.algorithms)
+            if isinstance(source, Image.Image):  # no file bytes: exact digests cannot apply
+                names = [name for name in names if get_algorithm(name).needs_pixels]
         if not names:
             return MatchResult("no_match", index_version=snapshot.version)
         try:
