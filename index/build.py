@@ -9,9 +9,14 @@ is published by rename only when complete.
 
 from __future__ import annotations
 
+import gc
 import json
+import queue
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,8 +143,25 @@ def _build_version(
     previous: str | None,
 ) -> tuple[Manifest, BuildReport]:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    database = sqlite3.connect(staging / METADATA)
-    database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+    database = _EntryWriter(staging / METADATA)
+    try:
+        return _ingest_and_write(
+            sources, staging, name, options, index, previous, created, database
+        )
+    finally:
+        database.close()
+
+
+def _ingest_and_write(
+    sources: list[ListSource],
+    staging: Path,
+    name: str,
+    options: BuildOptions,
+    index: Path,
+    previous: str | None,
+    created: str,
+    database: _EntryWriter,
+) -> tuple[Manifest, BuildReport]:
     accumulators: dict[str, _Accumulator] = {}
     list_reports: list[dict[str, Any]] = []
     list_thresholds: dict[str, dict[str, int]] = {}
@@ -156,7 +178,7 @@ def _build_version(
         list_name = reader.stats.list_name
         _merge_thresholds(list_thresholds, list_name, source.thresholds)
         excluded_here = 0
-        with database:
+        with _collector_paused():
             for chunk in reader.chunks():
                 next_rowid, excluded = _ingest(
                     chunk, list_name, options.exclusions, accumulators, database, next_rowid
@@ -164,10 +186,8 @@ def _build_version(
                 excluded_here += excluded
         entry = reader.stats.to_json()
         entry["excluded"] = excluded_here
-        for algorithm, count in list(entry["accepted"].items()):
-            entry["accepted"][algorithm] = count
         list_reports.append(entry)
-    database.close()
+    database.close()  # all rows written before the checksums are taken
     total = sum(sum(len(r) for r in acc.rowids) for acc in accumulators.values())
     if total == 0 and not options.allow_empty:
         raise IndexBuildError(
@@ -236,54 +256,132 @@ def _ingest(
     list_name: str,
     exclusions: Exclusions,
     accumulators: dict[str, _Accumulator],
-    database: sqlite3.Connection,
+    database: _EntryWriter,
     next_rowid: int,
 ) -> tuple[int, int]:
     """Store one chunk's entries; returns the next row id and how many were excluded."""
     excluded = 0
-    for algorithm, rows in chunk.rows.items():
+    batch = chunk.batch
+    for algorithm, positions in chunk.positions.items():
         codes = chunk.codes[algorithm]
         accumulator = accumulators.setdefault(algorithm, _Accumulator())
-        keep = _exclusion_mask(codes, rows, exclusions.hashes.get(algorithm), exclusions)
-        if not keep.all():
-            dropped = int((~keep).sum())
+        keep = _exclusion_mask(codes, chunk.column(algorithm, "entry_ids"), exclusions, algorithm)
+        if keep is not None:
+            dropped = len(positions) - int(keep.sum())
             excluded += dropped
             accumulator.excluded += dropped
             codes = codes[keep]
-            rows = [row for row, ok in zip(rows, keep, strict=True) if ok]
-        if not rows:
+            positions = [p for p, ok in zip(positions, keep.tolist(), strict=True) if ok]
+        if not positions:
             continue
-        rowids = np.arange(next_rowid, next_rowid + len(rows), dtype=np.int64)
-        database.executemany(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                (
-                    int(rowid),
-                    algorithm,
-                    row.list_name or list_name,
-                    row.entry_id,
-                    row.label,
-                    json.dumps(row.extra, ensure_ascii=False) if row.extra else None,
-                    row.line,
-                )
-                for rowid, row in zip(rowids, rows, strict=True)
-            ),
+        rowids = range(next_rowid, next_rowid + len(positions))
+        extras = batch.extras
+        records = list(
+            zip(
+                rowids,
+                [algorithm] * len(positions),
+                [batch.lists[p] or list_name for p in positions],
+                [batch.entry_ids[p] for p in positions],
+                [batch.labels[p] for p in positions],
+                [
+                    json.dumps(extras[p], ensure_ascii=False) if extras[p] else None
+                    for p in positions
+                ],
+                [batch.lines[p] for p in positions],
+                strict=True,
+            )
         )
+        database.put(records)
         accumulator.codes.append(codes)
-        accumulator.rowids.append(rowids)
-        next_rowid += len(rows)
+        accumulator.rowids.append(np.arange(next_rowid, next_rowid + len(positions)))
+        next_rowid += len(positions)
     return next_rowid, excluded
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Parsing creates millions of short-lived acyclic objects; the cycle collector's passes
+    over them cost about a fifth of the parse time and find nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _EntryWriter:
+    """Inserts entry rows from a background thread: SQLite releases the GIL while it works,
+    so writing overlaps with parsing the next chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path,), name="hashmatch-sqlite", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            database = sqlite3.connect(path, isolation_level=None)
+            database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+            database.execute("BEGIN")
+            while (records := self._queue.get()) is not None:
+                if self._error is None:
+                    _insert_entries(database, records)
+            database.execute("COMMIT")
+            database.close()
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not None:  # drain so producers never block
+                pass
+
+    def put(self, records: list[tuple[Any, ...]]) -> None:
+        if self._error is not None:
+            raise IndexBuildError(f"writing entries failed: {self._error}")
+        self._queue.put(records)
+
+    def close(self) -> None:
+        """Finish writing (idempotent); raises if writing failed."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise IndexBuildError(f"writing entries failed: {self._error}")
+
+
+_ROWS_PER_INSERT = 100
+_INSERT_MANY = "INSERT INTO entries VALUES " + ",".join(
+    ["(?, ?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT
+)
+
+
+def _insert_entries(database: sqlite3.Connection, records: list[tuple[Any, ...]]) -> None:
+    """Insert with 100 rows per statement: about twice as fast as one row per statement."""
+    whole = len(records) - len(records) % _ROWS_PER_INSERT
+    if whole:
+        flat = [value for record in records[:whole] for value in record]
+        step = _ROWS_PER_INSERT * 7
+        database.executemany(_INSERT_MANY, (flat[i : i + step] for i in range(0, len(flat), step)))
+    if whole < len(records):
+        database.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", records[whole:])
+
+
 def _exclusion_mask(
-    codes: np.ndarray, rows: list[Any], codes_out: set[bytes] | None, exclusions: Exclusions
-) -> np.ndarray:
-    keep = np.ones(len(rows), dtype=bool)
-    if codes_out:
-        keep &= np.array([code.tobytes() not in codes_out for code in codes], dtype=bool)
+    codes: np.ndarray, entry_ids: list[str | None], exclusions: Exclusions, algorithm: str
+) -> np.ndarray | None:
+    """Which rows survive the exclusions (None: all of them, the usual case)."""
+    excluded_codes = exclusions.hashes.get(algorithm)
+    if not excluded_codes and not exclusions.entry_ids:
+        return None
+    keep = np.ones(len(codes), dtype=bool)
+    if excluded_codes:
+        keep &= np.array([code.tobytes() not in excluded_codes for code in codes], dtype=bool)
     if exclusions.entry_ids:
-        keep &= np.array([row.entry_id not in exclusions.entry_ids for row in rows], dtype=bool)
-    return keep
+        keep &= np.array([e not in exclusions.entry_ids for e in entry_ids], dtype=bool)
+    return None if keep.all() else keep
 
 
 def _write_algorithm(

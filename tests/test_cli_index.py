@@ -166,7 +166,9 @@ def test_hash_then_build_then_lookup_round_trip(tmp_path: Path) -> None:
     )
     assert hashed.exit_code == 0
     index = _build(tmp_path, tmp_path / "known.csv")
-    hashed_one = runner.invoke(app, ["hash", str(folder / "k1.png"), "-a", "pdq,md5", "-f", "jsonl"])
+    hashed_one = runner.invoke(
+        app, ["hash", str(folder / "k1.png"), "-a", "pdq,md5", "-f", "jsonl"]
+    )
     record = json.loads(hashed_one.stdout)
     found = runner.invoke(
         app, ["lookup", str(index), f"pdq:{record['pdq']}", f"md5:{record['md5']}"]

@@ -7,6 +7,8 @@ aliases in one place.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = [
     "ALGORITHM_ALIASES",
     "COLUMN_ALIASES",
@@ -66,11 +68,13 @@ UNSUPPORTED_SIGNALS: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=1024)
 def canonical_column(name: str) -> str | None:
     """Our field for a column header, or None for a column kept as metadata."""
     return COLUMN_ALIASES.get(name.strip().lower().lstrip("\ufeff"))
 
 
+@lru_cache(maxsize=1024)
 def canonical_algorithm(name: str) -> str:
     """Our algorithm name for an exporter's (unknown names come back lower-cased, unchanged)."""
     key = name.strip().lower()

@@ -17,8 +17,8 @@ from typing import Any
 
 from hashmatch.errors import HashListError
 from hashmatch.hashes import Hash
-from hashmatch.lists.readers import RawRow, detect_format, read_rows
-from hashmatch.lists.validate import ValidChunk, validate_rows
+from hashmatch.lists.readers import RowBatch, detect_format, read_batches
+from hashmatch.lists.validate import ValidChunk, validate_batch
 from hashmatch.registry import get_algorithm
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_INVALID = 0.01
-CHUNK_ROWS = 50_000
 KEPT_PROBLEMS = 20
 
 
@@ -123,38 +122,31 @@ class HashListReader:
     def chunks(self) -> Iterator[ValidChunk]:
         """Valid hashes in chunks; raises :class:`HashListError` per the policy."""
         self.stats.sha256 = _file_sha256(self.path)
-        pending: list[RawRow] = []
-        for row in read_rows(self.path, self.stats.list_format):
-            self.stats.rows += 1
-            if row.skipped is not None:
-                self.stats.skipped += 1
-                continue
-            pending.append(row)
-            if len(pending) >= CHUNK_ROWS:
-                yield self._validate(pending)
-                pending = []
-        if pending:
-            yield self._validate(pending)
+        for batch in read_batches(self.path, self.stats.list_format):
+            self.stats.rows += batch.rows
+            self.stats.skipped += batch.skipped
+            yield self._validate(batch)
         self._check_policy()
 
     def entries(self) -> Iterator[ListEntry]:
         """Every valid entry as an object (convenient; builds use :meth:`chunks`)."""
         for chunk in self.chunks():
-            for algorithm, rows in chunk.rows.items():
-                for code, row in zip(chunk.codes[algorithm], rows, strict=True):
+            batch = chunk.batch
+            for algorithm, positions in chunk.positions.items():
+                for code, i in zip(chunk.codes[algorithm], positions, strict=True):
                     yield ListEntry(
                         algorithm,
                         Hash(algorithm, code.tobytes()),
-                        row.list_name or self.stats.list_name,
-                        row.entry_id,
-                        row.label,
-                        row.extra or {},
-                        row.line,
+                        batch.lists[i] or self.stats.list_name,
+                        batch.entry_ids[i],
+                        batch.labels[i],
+                        batch.extras[i] or {},
+                        batch.lines[i],
                     )
 
-    def _validate(self, rows: list[RawRow]) -> ValidChunk:
-        chunk, problems = validate_rows(rows, self.algorithm)
-        for algorithm, kept in chunk.rows.items():
+    def _validate(self, batch: RowBatch) -> ValidChunk:
+        chunk, problems = validate_batch(batch, self.algorithm)
+        for algorithm, kept in chunk.positions.items():
             self.stats.accepted[algorithm] += len(kept)
         for line, reason in problems:
             if self.strict:

@@ -1,6 +1,6 @@
-"""Validating raw rows in chunks: algorithm names, hex, length, and degenerate hashes.
+"""Validating batches of raw rows: algorithm names, hex, length, and degenerate hashes.
 
-Work is vectorised per chunk and per algorithm (one ``bytes.fromhex`` and one bit count for
+Work is vectorised per batch and per algorithm (one ``bytes.fromhex`` and one bit count for
 thousands of rows), so a ten-million-line list validates in seconds. Degenerate hashes have
 broken real builds: all zeros or all ones match blank images, and a PDQ hash whose bit count is
 far from the 128 its median threshold produces did not come from PDQ.
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hashmatch.lists.columns import UNSUPPORTED_SIGNALS, canonical_algorithm
-from hashmatch.lists.readers import RawRow
+from hashmatch.lists.readers import RowBatch
 from hashmatch.registry import algorithm_names, get_algorithm
 
-__all__ = ["PDQ_BIT_COUNT_RANGE", "ValidChunk", "validate_rows"]
+__all__ = ["PDQ_BIT_COUNT_RANGE", "ValidChunk", "validate_batch"]
 
 PDQ_BIT_COUNT_RANGE = (64, 192)
 """PDQ hashes with fewer or more bits set are rejected as not produced by PDQ."""
@@ -28,69 +28,86 @@ _NON_HEX = re.compile(r"[^0-9a-fA-F]")
 
 @dataclass
 class ValidChunk:
-    """The valid rows of one chunk, by algorithm: codes (n x bytes, uint8) and their rows."""
+    """The valid rows of one batch by algorithm: codes (n x bytes, uint8) and row positions."""
 
+    batch: RowBatch
     codes: dict[str, np.ndarray] = field(default_factory=dict)
-    rows: dict[str, list[RawRow]] = field(default_factory=dict)
+    positions: dict[str, list[int]] = field(default_factory=dict)
+    """Indexes into :attr:`batch`'s columns, aligned with :attr:`codes`."""
+
+    def column(self, algorithm: str, name: str) -> list:
+        """One of the batch's columns (``lines``, ``entry_ids``...) for this algorithm's rows."""
+        values = getattr(self.batch, name)
+        return [values[i] for i in self.positions[algorithm]]
 
     def __len__(self) -> int:
-        return sum(len(rows) for rows in self.rows.values())
+        return sum(len(p) for p in self.positions.values())
 
 
-def validate_rows(
-    rows: list[RawRow], default_algorithm: str | None
+def validate_batch(
+    batch: RowBatch, default_algorithm: str | None
 ) -> tuple[ValidChunk, list[tuple[int, str]]]:
-    """Split ``rows`` into valid hashes and ``(line, reason)`` problems."""
-    problems: list[tuple[int, str]] = []
-    groups: dict[str, list[RawRow]] = {}
+    """Split ``batch`` into valid hashes and ``(line, reason)`` problems, sorted by line."""
+    problems = list(batch.problems)
     known = set(algorithm_names())
-    for row in rows:
-        if row.problem is not None:
-            problems.append((row.line, row.problem))
-            continue
-        name = canonical_algorithm(row.algorithm) if row.algorithm else default_algorithm
+    names = {
+        raw: (canonical_algorithm(raw) if raw else default_algorithm)
+        for raw in set(batch.algorithms)
+    }
+    if len(names) == 1:
+        groups = {next(iter(names.values())): list(range(len(batch)))}
+    else:
+        groups = {}
+        for index, raw in enumerate(batch.algorithms):
+            groups.setdefault(names[raw], []).append(index)
+    chunk = ValidChunk(batch)
+    for name, positions in groups.items():
         if name is None:
-            problems.append((row.line, "no algorithm: give --algorithm or an algorithm column"))
+            problems.extend(
+                (batch.lines[i], "no algorithm: give --algorithm or an algorithm column")
+                for i in positions
+            )
         elif name not in known:
             why = UNSUPPORTED_SIGNALS.get(name)
             detail = f" ({why})" if why else ""
-            problems.append((row.line, f"unknown algorithm {row.algorithm!r}{detail}"))
+            problems.extend(
+                (batch.lines[i], f"unknown algorithm {batch.algorithms[i]!r}{detail}")
+                for i in positions
+            )
         else:
-            groups.setdefault(name, []).append(row)
-    chunk = ValidChunk()
-    for name, group in groups.items():
-        codes, kept = _decode_group(name, group, problems)
-        if kept:
-            chunk.codes[name] = codes
-            chunk.rows[name] = kept
+            codes, kept = _decode(name, batch, positions, problems)
+            if kept:
+                chunk.codes[name] = codes
+                chunk.positions[name] = kept
     problems.sort()
     return chunk, problems
 
 
-def _decode_group(
-    name: str, rows: list[RawRow], problems: list[tuple[int, str]]
-) -> tuple[np.ndarray, list[RawRow]]:
+def _decode(
+    name: str, batch: RowBatch, positions: list[int], problems: list[tuple[int, str]]
+) -> tuple[np.ndarray, list[int]]:
     bits = get_algorithm(name).bits
     digits = bits // 4
-    sized: list[RawRow] = []
-    for row in rows:
-        text = row.hash.strip() if row.hash else ""
-        row.hash = text
-        if len(text) != digits:
-            problems.append((row.line, f"{name} hash must be {digits} hex digits, got {len(text)}"))
-        else:
-            sized.append(row)
-    joined = "".join(row.hash for row in sized)  # type: ignore[misc]
+    hashes, lines = batch.hashes, batch.lines
+    sized = [i for i in positions if len(hashes[i]) == digits]
+    if len(sized) != len(positions):
+        ok = set(sized)
+        problems.extend(
+            (lines[i], f"{name} hash must be {digits} hex digits, got {len(hashes[i])}")
+            for i in positions
+            if i not in ok
+        )
+    joined = "".join([hashes[i] for i in sized])
     if not set(joined) <= _HEX_CHARS:
-        hex_rows = []
-        for row in sized:
-            bad = _NON_HEX.search(row.hash or "")
+        clean = []
+        for i in sized:
+            bad = _NON_HEX.search(hashes[i])
             if bad:
-                problems.append((row.line, f"{name} hash has a non-hex character {bad.group()!r}"))
+                problems.append((lines[i], f"{name} hash has a non-hex character {bad.group()!r}"))
             else:
-                hex_rows.append(row)
-        sized = hex_rows
-        joined = "".join(row.hash for row in sized)  # type: ignore[misc]
+                clean.append(i)
+        sized = clean
+        joined = "".join([hashes[i] for i in sized])
     codes = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(sized), bits // 8)
     counts = np.bitwise_count(codes).sum(axis=1, dtype=np.int64)
     bad_mask = (counts == 0) | (counts == bits)
@@ -100,9 +117,9 @@ def _decode_group(
     if not bad_mask.any():
         return codes, sized
     for index in np.flatnonzero(bad_mask):
-        problems.append((sized[index].line, _degenerate_reason(name, int(counts[index]), bits)))
+        problems.append((lines[sized[index]], _degenerate_reason(name, int(counts[index]), bits)))
     keep = ~bad_mask
-    return codes[keep], [row for row, ok in zip(sized, keep, strict=True) if ok]
+    return codes[keep], [i for i, ok in zip(sized, keep.tolist(), strict=True) if ok]
 
 
 def _degenerate_reason(name: str, count: int, bits: int) -> str:
