@@ -66,18 +66,21 @@ def _split(bits: int, count: int) -> tuple[tuple[int, int], ...]:
 
 # Cost model, in units of one random table read (about 0.1 us here), fitted to bench/index.py:
 # a probe reads the offset table once; a candidate reads the id table and its code (twice once
-# the codes outgrow the caches); every offset entry per code costs a little memory; a flat scan
-# costs a fixed fraction per code byte (SIMD popcount over contiguous memory).
+# the codes outgrow the caches); every offset entry per code costs a little memory; a search
+# call has a fixed numpy overhead; faiss's flat scan costs a little per code and per byte.
 _CACHE_RESIDENT_CODES = 4_000_000
 _MEMORY_WEIGHT = 8.0
-_FLAT_COST_PER_BYTE = 0.034 / 32
+_MIH_CALL_COST = 1300.0
+_FLAT_COST_PER_CODE = 0.006
+_FLAT_COST_PER_CODE_BYTE = 0.0003
 
 
 def _layout_cost(layout: MihLayout, count: int) -> float:
     candidates = sum(_probe_count(n, layout.flips) * count / 2**n for _, n in layout.substrings)
     candidate_cost = 2.0 if count >= _CACHE_RESIDENT_CODES else 1.0
     entries_per_code = sum(2**n for _, n in layout.substrings) / max(count, 1)
-    return layout.probes + candidates * candidate_cost + entries_per_code * _MEMORY_WEIGHT
+    memory = entries_per_code * _MEMORY_WEIGHT
+    return _MIH_CALL_COST + layout.probes + candidates * candidate_cost + memory
 
 
 def choose_layout(count: int, bits: int, radius: int) -> MihLayout | None:
@@ -93,7 +96,7 @@ def choose_layout(count: int, bits: int, radius: int) -> MihLayout | None:
             cost = _layout_cost(layout, count)
             if best is None or cost < best[0]:
                 best = (cost, layout)
-    flat_cost = count * bits / 8 * _FLAT_COST_PER_BYTE
+    flat_cost = count * (_FLAT_COST_PER_CODE + bits / 8 * _FLAT_COST_PER_CODE_BYTE)
     if best is None or best[0] >= flat_cost:
         return None
     return best[1]
