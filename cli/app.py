@@ -8,7 +8,13 @@ import typer
 from PIL import Image
 
 import hashmatch
-from hashmatch.cli import demo_command, hash_command, index_command, lookup_command
+from hashmatch.cli import (
+    demo_command,
+    hash_command,
+    index_command,
+    lookup_command,
+    scan_command,
+)
 
 app = typer.Typer(
     name="hashmatch",
@@ -36,6 +42,7 @@ def _root(
 
 app.command("demo")(demo_command.demo_command)
 app.command("hash")(hash_command.hash_command)
+app.command("scan")(scan_command.scan_command)
 app.add_typer(index_command.app, name="index")
 app.command("lookup")(lookup_command.lookup_command)
 

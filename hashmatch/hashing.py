@@ -6,8 +6,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from hashmatch.hashes import Hash
-from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource, open_image
-from hashmatch.registry import resolve_algorithms
+from hashmatch.loading import (
+    DEFAULT_LIMITS,
+    ImageLimits,
+    ImageSource,
+    OpenedImage,
+    open_image,
+    trim_to_content,
+)
+from hashmatch.registry import Algorithm, resolve_algorithms
 
 __all__ = ["HashResult", "hash_image"]
 
@@ -28,6 +35,9 @@ class HashResult(Mapping[str, Hash]):
     variants: dict[str, dict[str, Hash]] = field(default_factory=dict)
     """Dihedral variant hashes by algorithm then variant name, when asked for."""
     format: str | None = None
+    trimmed: HashResult | None = None
+    """With ``trim_borders``: the perceptual hashes of the picture inside uniform borders
+    (letterbox, padding), or None when the image has no such border."""
 
     def __getitem__(self, algorithm: str) -> Hash:
         return self.hashes[algorithm]
@@ -45,6 +55,7 @@ def hash_image(
     *,
     exact: bool = False,
     dihedral: bool = False,
+    trim_borders: bool = False,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> HashResult:
     """Hash ``source`` (path, bytes, binary file object or PIL image) with ``algorithms``.
@@ -52,22 +63,21 @@ def hash_image(
     ``algorithms`` takes names, a comma-separated string or ``"all"``. The image is decoded
     once for all perceptual algorithms and not at all for md5/sha256, which hash the original
     bytes. ``exact`` hashes full-resolution pixels instead of the faster reduced decode;
-    ``dihedral`` adds PDQ's seven rotated/flipped variants. Raises a
+    ``dihedral`` adds PDQ's seven rotated/flipped variants; ``trim_borders`` also hashes the
+    picture inside uniform borders (``result.trimmed``). Raises a
     :class:`~hashmatch.HashmatchError` subclass naming the input when it cannot be hashed.
     """
     chosen = resolve_algorithms(algorithms)
     grey = not any(algorithm.uses_color for algorithm in chosen)
     opened = open_image(source, exact=exact, grey=grey, limits=limits)
-    hashes: dict[str, Hash] = {}
-    variants: dict[str, dict[str, Hash]] = {}
-    pdq_quality = None
-    for algorithm in chosen:
-        computed = algorithm.compute(opened, dihedral)
-        hashes[algorithm.name] = computed.hash
-        if computed.variants:
-            variants[algorithm.name] = computed.variants
-        if algorithm.name == "pdq":
-            pdq_quality = computed.quality
+    whole = _compute(opened, chosen, dihedral)
+    hashes, variants, pdq_quality = whole.hashes, whole.variants, whole.pdq_quality
+    trimmed = None
+    perceptual = [a for a in chosen if a.needs_pixels]
+    if trim_borders and perceptual:
+        cropped = trim_to_content(opened)
+        if cropped is not None:
+            trimmed = _compute(cropped, perceptual, dihedral)
     return HashResult(
         hashes=hashes,
         width=opened.width,
@@ -75,4 +85,19 @@ def hash_image(
         pdq_quality=pdq_quality,
         variants=variants,
         format=opened.format,
+        trimmed=trimmed,
     )
+
+
+def _compute(opened: OpenedImage, chosen: Iterable[Algorithm], dihedral: bool) -> HashResult:
+    hashes: dict[str, Hash] = {}
+    variants: dict[str, dict[str, Hash]] = {}
+    quality = None
+    for algorithm in chosen:
+        computed = algorithm.compute(opened, dihedral)
+        hashes[algorithm.name] = computed.hash
+        if computed.variants:
+            variants[algorithm.name] = computed.variants
+        if algorithm.name == "pdq":
+            quality = computed.quality
+    return HashResult(hashes, opened.width, opened.height, quality, variants, opened.format)

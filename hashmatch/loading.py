@@ -20,6 +20,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from hashmatch.borders import content_box
 from hashmatch.errors import (
     ImageDecodeError,
     ImageReadError,
@@ -154,6 +155,35 @@ def open_image(
     if image.format != "PNG" and _orientation(image) in (5, 6, 7, 8):
         width, height = height, width
     return OpenedImage(name, data, width, height, image.format, exact, grey and not exact, image)
+
+
+def trim_to_content(opened: OpenedImage) -> OpenedImage | None:
+    """The opened image cropped to the picture inside uniform borders, or None if it has none.
+
+    The crop keeps the working pixels' mapping to the original, so PDQ of the crop still
+    approximates PDQ of the cropped full-resolution picture.
+    """
+    loaded = opened.decoded()
+    box = content_box(loaded.array)
+    if box is None:
+        return None
+    top, bottom, left, right = box
+    image = loaded.image.crop((left, top, right, bottom))
+    rows, cols = _crop_axis(loaded.rows, top, bottom), _crop_axis(loaded.cols, left, right)
+    height = rows.length if rows else image.height
+    width = cols.length if cols else image.width
+    cropped = LoadedImage(image, width, height, loaded.format, rows, cols)
+    return OpenedImage(
+        opened.name, None, width, height, opened.format, opened.exact, opened.grey, image, cropped
+    )
+
+
+def _crop_axis(axis: AxisBoxes | None, first: int, end: int) -> AxisBoxes | None:
+    """The boxes of working pixels ``first..end`` of an axis (whole boxes, maybe one partial)."""
+    if axis is None:
+        return None
+    bounds = axis.bounds()
+    return AxisBoxes(int(bounds[end] - bounds[first]), axis.box, axis.reversed)
 
 
 def load_image(

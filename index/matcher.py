@@ -10,15 +10,17 @@ assignment. With ``reload_interval`` a background thread does this by itself.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from hashmatch.batch import describe_error
 from hashmatch.errors import HashmatchError, IndexFormatError
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult, hash_image
@@ -77,6 +79,9 @@ class MatchResult:
     width: int | None = None
     height: int | None = None
     index_version: str | None = None
+    source: Any = None
+    """What was matched, as given to :meth:`Matcher.match_many` (a path, or the position of
+    bytes/file/PIL sources); None from :meth:`Matcher.match`."""
 
     @property
     def matched(self) -> bool:
@@ -181,10 +186,14 @@ class Matcher:
         algorithms: Iterable[str] | None = None,
         thresholds: Mapping[str, int] | None = None,
         dihedral: bool = True,
+        trim_borders: bool = True,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> MatchResult:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
+
+        ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
+        picture inside letterbox or padding borders.
 
         md5/sha256 come from the original bytes (skipped for a PIL image, which has none).
         Never raises for a bad image: the result's status is then ``error``.
@@ -199,10 +208,49 @@ class Matcher:
         if not names:
             return MatchResult("no_match", index_version=snapshot.version)
         try:
-            result = hash_image(source, names, exact=exact, dihedral=dihedral, limits=limits)
+            result = hash_image(
+                source,
+                names,
+                exact=exact,
+                dihedral=dihedral,
+                trim_borders=trim_borders,
+                limits=limits,
+            )
         except HashmatchError as exc:
-            return MatchResult("error", error=str(exc), index_version=snapshot.version)
+            return MatchResult("error", error=describe_error(exc), index_version=snapshot.version)
         return self.verdict(result, thresholds=thresholds, dihedral=dihedral)
+
+    def match_many(
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        workers: int = 1,
+        algorithms: Iterable[str] | None = None,
+        thresholds: Mapping[str, int] | None = None,
+        dihedral: bool = True,
+        trim_borders: bool = True,
+        exact: bool = False,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ) -> Iterator[MatchResult]:
+        """Match many images, yielding results as they complete (``result.source`` says which).
+
+        Decoding and hashing run in ``workers`` processes; lookups run here, against this one
+        loaded index. Paths are the cheapest sources to send to workers.
+        """
+        from hashmatch.index.scan import ScanOptions, scan_sources
+
+        options = ScanOptions(
+            tuple(algorithms) if algorithms is not None else None,
+            dict(thresholds or {}),
+            dihedral,
+            exact,
+            limits,
+            workers,
+            trim_borders,
+        )
+        for position, source, result in scan_sources(self, sources, options):
+            label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else position
+            yield replace(result, source=label)
 
     def verdict(
         self,
@@ -214,6 +262,9 @@ class Matcher:
         """Look up an already computed :class:`HashResult` and decide its status."""
         snapshot = self._snapshot
         matches = self.lookup(result, thresholds=thresholds, dihedral=dihedral)
+        if result.trimmed is not None:
+            inner = self.lookup(result.trimmed, thresholds=thresholds, dihedral=dihedral)
+            matches = _merge(matches, [_as_trimmed(m) for m in inner])
         low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
         if low_quality:
             matches = [m for m in matches if m.algorithm != "pdq"]
@@ -246,6 +297,21 @@ class Matcher:
 
         self._watcher = threading.Thread(target=watch, name="hashmatch-reload", daemon=True)
         self._watcher.start()
+
+
+def _as_trimmed(match: Match) -> Match:
+    variant = f"trimmed+{match.variant}" if match.variant else "trimmed"
+    return replace(match, variant=variant)
+
+
+def _merge(first: list[Match], second: list[Match]) -> list[Match]:
+    """Both lists, one match per entry (the nearest), nearest first."""
+    best: dict[tuple[str, str, str | None, str], Match] = {}
+    for match in [*first, *second]:
+        key = (match.algorithm, match.list, match.entry_id, match.hash)
+        if key not in best or match.distance < best[key].distance:
+            best[key] = match
+    return sorted(best.values(), key=lambda m: (m.distance, m.algorithm, m.list, m.entry_id or ""))
 
 
 def _queries(

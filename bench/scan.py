@@ -1,0 +1,183 @@
+"""Scanning benchmark: files/s with 1 and 2 workers, against the loop a newcomer writes.
+
+    python bench/scan.py [--entries 1000000] [--files 24]
+
+Builds a PDQ index of ``--entries`` random hashes plus the hashes of a few "known" photos,
+writes a folder of 1-12 MP JPEGs (real photos from the shared set when present, else synthetic
+ones), and measures in one run:
+
+* ``hashmatch scan`` throughput with 1 and 2 workers (whole command, as a user runs it);
+* the newcomer's loop: ``imagehash.phash(Image.open(p))`` and a Python loop over 100k known
+  ``ImageHash`` values with ``-``, on the same files;
+* ``Matcher.match(bytes)`` latency for a 1 MP JPEG (p50, p99), split into hashing and lookup.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from hashmatch import Matcher, hash_image
+from hashmatch.fixtures.images import synthetic_photo
+from hashmatch.index.build import ListSource, build_index
+
+SIZES = [(1155, 866), (2309, 1732), (4000, 3000)]  # 1, 4 and 12 megapixels
+
+
+def photos(count: int) -> list[Image.Image]:
+    shared = Path(
+        os.environ.get(
+            "HASHMATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+        )
+    )
+    paths = sorted((shared / "photos").glob("*/*"))[:count]
+    if paths:
+        return [Image.open(p).convert("RGB") for p in paths]
+    return [synthetic_photo(seed, (500, 500)) for seed in range(count)]
+
+
+def prepare(folder: Path, entries: int, files: int) -> tuple[Path, Path, list[Path]]:
+    sources = photos(files)
+    uploads = folder / "uploads"
+    uploads.mkdir()
+    paths = []
+    for i, photo in enumerate(sources):
+        size = SIZES[i % len(SIZES)]
+        path = uploads / f"photo{i:03d}.jpg"
+        photo.resize(size, Image.Resampling.LANCZOS).save(path, quality=88)
+        paths.append(path)
+    rng = np.random.default_rng(0)
+    listing = folder / "known.csv"
+    with open(listing, "w") as file:
+        file.write("algorithm,hash,id\n")
+        for i, path in enumerate(paths[:4]):  # a few uploads are "known"
+            file.write(f"pdq,{hash_image(path)['pdq'].hex},known{i}\n")
+        for start in range(0, entries, 200_000):
+            block = rng.integers(0, 256, size=(min(200_000, entries - start), 32), dtype=np.uint8)
+            file.writelines(
+                f"pdq,{row.tobytes().hex()},r{start + j}\n" for j, row in enumerate(block)
+            )
+    index = folder / "index"
+    build_index([ListSource(listing)], index)
+    return index, uploads, paths
+
+
+def scan_rate(index: Path, uploads: Path, workers: int, rounds: int) -> float:
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hashmatch.cli",
+                "scan",
+                str(uploads),
+                "--index",
+                str(index),
+                "-f",
+                "jsonl",
+                "-q",
+                "--workers",
+                str(workers),
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        rates.append(len(list(uploads.iterdir())) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def newcomer_rate(paths: list[Path], known: int) -> float:
+    rng = np.random.default_rng(1)
+    hashes = [
+        imagehash.ImageHash(rng.integers(0, 2, size=(8, 8)).astype(bool)) for _ in range(known)
+    ]
+    started = time.perf_counter()
+    for path in paths:
+        query = imagehash.phash(Image.open(path))
+        _ = [h for h in hashes if query - h <= 10]
+    return len(paths) / (time.perf_counter() - started)
+
+
+def latency(index: Path, path: Path, calls: int) -> dict[str, float]:
+    matcher = Matcher.open(index)
+    data = path.read_bytes()
+    for _ in range(5):
+        matcher.match(data)
+    total, hashing, lookup = [], [], []
+    for _ in range(calls):
+        started = time.perf_counter()
+        matcher.match(data)
+        total.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        result = hash_image(data, matcher.algorithms, dihedral=True, trim_borders=True)
+        middle = time.perf_counter()
+        matcher.verdict(result)
+        lookup.append(time.perf_counter() - middle)
+        hashing.append(middle - started)
+    ms = lambda values, q: float(np.percentile(values, q) * 1e3)  # noqa: E731
+    return {
+        "p50": ms(total, 50),
+        "p99": ms(total, 99),
+        "hash_p50": ms(hashing, 50),
+        "lookup_p50": ms(lookup, 50),
+        "lookup_p99": ms(lookup, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--known", type=int, default=100_000, help="newcomer's list size")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        started = time.perf_counter()
+        index, uploads, paths = prepare(folder, args.entries, args.files)
+        print(
+            f"prepared {len(paths)} JPEGs (1/4/12 MP) and a {args.entries:,}-entry index"
+            f" in {time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
+        one = scan_rate(index, uploads, 1, args.rounds)
+        two = scan_rate(index, uploads, 2, args.rounds)
+        newcomer = newcomer_rate(paths, args.known)
+        one_mp = next(p for p in paths if Image.open(p).size == SIZES[0])
+        timing = latency(index, one_mp, 200)
+    print()
+    print(f"| scan of {len(paths)} JPEGs, 1-12 MP | files/s | vs newcomer |")
+    print("|---|---|---|")
+    label = f"hashmatch scan, 1 worker ({args.entries:,}-entry index)"
+    print(f"| {label} | {one:.1f} | {one / newcomer:.1f}x |")
+    print(f"| hashmatch scan, 2 workers | {two:.1f} | {two / newcomer:.1f}x |")
+    label = f"newcomer: imagehash.phash + loop over {args.known:,} ImageHash"
+    print(f"| {label} | {newcomer:.2f} | 1.0x |")
+    print(f"\n2 workers / 1 worker: {two / one:.2f}x (target >= 1.8x)")
+    print(f"\nMatcher.match(bytes of a 1 MP JPEG), {args.entries:,}-entry PDQ index, 200 calls:")
+    print(f"  p50 {timing['p50']:.2f} ms, p99 {timing['p99']:.2f} ms (target p50 <= 8 ms)")
+    print(
+        f"  of which hashing p50 {timing['hash_p50']:.2f} ms, lookup (8 dihedral variants +"
+        f" trimmed, entries from SQLite) p50 {timing['lookup_p50']:.2f} ms,"
+        f" p99 {timing['lookup_p99']:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""``hashmatch scan``: match every image under the given paths against an index.
+
+Exit codes, like ClamAV's: 0 nothing matched, 1 at least one match, 2 errors occurred and
+nothing matched, 130 interrupted (what was done is written, the summary printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hashmatch.cli.options import parse_algorithms, parse_limits, parse_thresholds
+from hashmatch.cli.output import OutputFormat, open_writer, stderr_console
+from hashmatch.cli.progress import BatchProgress, discover_in_background
+from hashmatch.errors import HashmatchError
+from hashmatch.parallel import default_workers
+from hashmatch.walking import WalkEntry, walk_images
+
+EXIT_CLEAN, EXIT_MATCH, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class ScanTally:
+    files: int = 0
+    matched: int = 0
+    low_quality: int = 0
+    errors: int = 0
+    skipped: int = 0
+    resumed: int = 0
+
+
+def scan_command(
+    paths: Annotated[list[str], typer.Argument(help="Image files or directories.")],
+    index: Annotated[Path, typer.Option("--index", "-i", help="The index to match against.")],
+    recursive: Annotated[
+        bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Decoding and hashing processes.")
+    ] = default_workers(),
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | jsonl | csv. [default: table on a terminal, else jsonl]",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write records here.")
+    ] = None,
+    algorithms: Annotated[
+        list[str] | None,
+        typer.Option("-a", "--algorithms", help="Algorithms to match [default: all in the index]."),
+    ] = None,
+    threshold: Annotated[
+        list[str] | None, typer.Option("--threshold", help="ALG=N for this scan (repeatable).")
+    ] = None,
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral/--no-dihedral", help="Also match rotations and flips.")
+    ] = True,
+    trim_borders: Annotated[
+        bool,
+        typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
+    ] = True,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Skip paths already in this jsonl output and append to it."),
+    ] = None,
+    with_hashes: Annotated[
+        bool, typer.Option("--with-hashes", help="Add each file's hashes to its record.")
+    ] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Hash full-resolution pixels.")] = False,
+    follow_symlinks: Annotated[
+        bool, typer.Option("--follow-symlinks", help="Follow symbolic links inside directories.")
+    ] = False,
+    max_bytes: Annotated[int | None, typer.Option(help="Refuse files larger than this.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress bar or summary.")
+    ] = False,
+) -> None:
+    """Scan images against an index: one record per file (exit 0 clean, 1 match, 2 errors).
+
+    Exit codes: 0 no match, 1 at least one match, 2 errors occurred and nothing matched,
+    130 interrupted (records so far are kept and the summary printed).
+    """
+    from hashmatch.index.matcher import Matcher
+    from hashmatch.index.scan import ScanOptions, scan_sources
+
+    names = parse_algorithms(algorithms) if algorithms else None
+    thresholds = parse_thresholds(threshold)
+    fmt, output, done = _output_plan(output_format, output, resume)
+    console = stderr_console()
+    try:
+        matcher = Matcher.open(index)
+    except HashmatchError as exc:
+        console.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_ERRORS) from None
+    options = ScanOptions(
+        names,
+        thresholds,
+        dihedral,
+        exact,
+        parse_limits(max_bytes, max_pixels),
+        workers,
+        trim_borders,
+    )
+    columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
+    writer = open_writer(
+        fmt,
+        columns,
+        output,
+        append=resume is not None,
+        table_title=f"hashmatch scan against {index}",
+    )
+    tally = ScanTally(resumed=len(done))
+    started = time.monotonic()
+    interrupted = False
+    with BatchProgress("scanning", ["matched", "errors"], enabled=not quiet) as progress:
+        walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
+        entries = _pending(discover_in_background(walk, progress), done, tally)
+        try:
+            for _, entry, result in scan_sources(matcher, entries, options):
+                record = _record(entry.path, result, with_hashes, fmt)  # type: ignore[union-attr]
+                tally.files += 1
+                tally.matched += result.status == "match"
+                tally.low_quality += result.status == "low_quality"
+                tally.errors += result.status == "error"
+                if fmt != OutputFormat.table or result.status in ("match", "error"):
+                    writer.write(record)
+                progress.advance(
+                    matched=int(result.status == "match"), errors=int(result.status == "error")
+                )
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.close()
+    if not quiet or interrupted:
+        _summary(console, tally, time.monotonic() - started, interrupted)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if tally.matched:
+        raise typer.Exit(EXIT_MATCH)
+    raise typer.Exit(EXIT_ERRORS if tally.errors else EXIT_CLEAN)
+
+
+def _output_plan(
+    output_format: OutputFormat | None, output: str | None, resume: Path | None
+) -> tuple[OutputFormat, str | None, set[str]]:
+    if resume is None:
+        import sys
+
+        fmt = output_format or (
+            OutputFormat.table if sys.stdout.isatty() and output is None else OutputFormat.jsonl
+        )
+        return fmt, output, set()
+    if output_format not in (None, OutputFormat.jsonl):
+        raise typer.BadParameter("--resume works with jsonl output", param_hint="--resume")
+    if output is not None and Path(output) != resume:
+        raise typer.BadParameter("--resume FILE is also the output; drop -o", param_hint="--resume")
+    return OutputFormat.jsonl, str(resume), _recorded_paths(resume)
+
+
+def _recorded_paths(path: Path) -> set[str]:
+    """Paths already in a jsonl output; a half-written last line (a killed scan) is cut off."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(path, "r+b") as file:
+            file.truncate(len(complete))
+    done = set()
+    for line in complete.splitlines():
+        try:
+            done.add(json.loads(line)["path"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return done
+
+
+def _pending(entries: Iterable[WalkEntry], done: set[str], tally: ScanTally) -> Iterator[WalkEntry]:
+    for entry in entries:
+        if entry.skipped is not None:
+            tally.skipped += 1
+        elif entry.path not in done:
+            yield entry
+
+
+def _columns(algorithms: list[str], with_hashes: bool, fmt: OutputFormat) -> list[str]:
+    columns = ["path", "status", "matches", "error"]
+    if with_hashes:
+        columns += ["hashes"] if fmt == OutputFormat.jsonl else list(algorithms)
+        columns.append("pdq_quality")
+    return columns
+
+
+def _record(path: str, result: Any, with_hashes: bool, fmt: OutputFormat) -> dict[str, Any]:
+    """One file's record: ``matches`` as objects (jsonl, csv as JSON) or a summary (table)."""
+    matches: Any = [
+        {key: value for key, value in m.to_json().items() if key != "variant" or value}
+        for m in result.matches
+    ]
+    if fmt == OutputFormat.table:
+        matches = "; ".join(
+            f"{m.list}/{m.entry_id} ({m.algorithm} {m.distance}"
+            + (f", {m.variant})" if m.variant else ")")
+            for m in result.matches
+        )
+    record: dict[str, Any] = {
+        "path": os.fspath(path),
+        "status": result.status,
+        "matches": matches,
+        "error": result.error,
+    }
+    if with_hashes:
+        hashes = {name: h.hex for name, h in result.hashes.items()}
+        if fmt == OutputFormat.jsonl:
+            record["hashes"] = hashes
+        else:
+            record.update(hashes)
+        record["pdq_quality"] = result.quality
+    return record
+
+
+def _summary(console: Any, tally: ScanTally, elapsed: float, interrupted: bool) -> None:
+    rate = tally.files / elapsed if elapsed > 0 else 0.0
+    head = "interrupted after" if interrupted else "scanned"
+    resumed = f" ({tally.resumed} done earlier)" if tally.resumed else ""
+    console.print(
+        f"{head} {tally.files} files{resumed}: {tally.matched} matched, {tally.low_quality} low"
+        f" quality, {tally.errors} errors, {tally.skipped} skipped (not images or symbolic"
+        f" links) in {elapsed:.1f}s ({rate:.1f} files/s)",
+        markup=False,
+    )

@@ -1,0 +1,54 @@
+"""The end-to-end demo: hash known images into a list, build an index, scan uploads."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from hashmatch.batch import HashJob, hash_files
+from hashmatch.fixtures.demo import DemoUpload, build_demo_world
+from hashmatch.index.build import ListSource, build_index
+from hashmatch.index.matcher import Matcher, MatchResult
+from hashmatch.index.scan import scan_sources
+
+__all__ = ["DemoRow", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    upload: DemoUpload
+    result: MatchResult
+
+    @property
+    def correct(self) -> bool:
+        if self.upload.source is None:
+            return self.result.status in ("no_match", "error")
+        entry = f"known/{self.upload.source.name}"
+        return self.result.status == "match" and any(
+            m.entry_id == entry for m in self.result.matches
+        )
+
+
+def run_demo(directory: Path) -> tuple[Path, list[DemoRow]]:
+    """Build the world under ``directory``; returns the index path and one row per upload."""
+    world = build_demo_world(directory)
+    listing = directory / "known.csv"
+    with open(listing, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["algorithm", "hash", "id", "label", "list"])
+        for outcome in hash_files([str(p) for p in world.known], HashJob(("pdq", "md5"))):
+            assert outcome.result is not None, outcome.error
+            entry = f"known/{Path(outcome.path).name}"
+            for algorithm in ("pdq", "md5"):
+                hex_value = outcome.result[algorithm].hex
+                writer.writerow([algorithm, hex_value, entry, "demo known image", "demo-list"])
+    index = directory / "index"
+    build_index([ListSource(listing)], index)
+    matcher = Matcher.open(index)
+    by_path = {str(upload.path): upload for upload in world.uploads}
+    rows = [
+        DemoRow(by_path[str(source)], result)
+        for _, source, result in scan_sources(matcher, [str(u.path) for u in world.uploads])
+    ]
+    return index, rows
