@@ -110,6 +110,7 @@ def child(name: str, folder: Path, bits: int, count: int, queries: int) -> dict:
         started = time.perf_counter()
         loaded = LoadedIndex(resolve_version(index), verify=True)
         result["load_s"] = time.perf_counter() - started
+        result["rss_load_mib"] = rss_mib()
         algorithm = loaded.algorithms["pdq" if bits == 256 else "phash"]
         version = resolve_version(index)
         result["disk_mib"] = sum(p.stat().st_size for p in version.iterdir()) / 2**20
@@ -133,6 +134,7 @@ def child(name: str, folder: Path, bits: int, count: int, queries: int) -> dict:
             index.nflip = nflip
         index.add(codes)
         result["build_s"] = time.perf_counter() - started
+        result["rss_load_mib"] = rss_mib()
         result["load_s"] = float("nan")
         result["disk_mib"] = float("nan")
         result["kind"] = name
@@ -175,14 +177,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--large", action="store_true", help="also 10M PDQ codes")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument(
+        "--contenders", default="hashmatch,faiss flat,faiss multihash", help="comma-separated"
+    )
+    parser.add_argument("--bits", default="256,64", help="code sizes to run, comma-separated")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         name, folder, bits, count, queries = args.child
         print(json.dumps(child(name, Path(folder), int(bits), int(count), int(queries))))
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
-    plans = [(256, n) for n in sizes] + [(64, n) for n in sizes]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    bit_sizes = [int(b) for b in args.bits.split(",")]
+    plans = [(bits, n) for bits in bit_sizes for n in sizes]
     if args.large:
         plans.append((256, 10_000_000))
     rows = []
@@ -190,8 +197,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as scratch:
             folder = Path(scratch)
             make_data(folder, count, bits, args.queries, seed=count + bits)
-            contenders = ["hashmatch", "faiss flat", "faiss multihash"]
-            for name in contenders:
+            for name in args.contenders.split(","):
                 measured = run_contender(name, folder, bits, count, args.queries)
                 rows.append((bits, count, name, measured))
                 print(_row(bits, count, name, measured), flush=True)
@@ -204,7 +210,8 @@ def _row(bits: int, count: int, name: str, m: dict) -> str:
         return f"{bits}-bit {count:>10,} {name:16} ERROR {m['error']}"
     return (
         f"{bits}-bit {count:>10,} {name:16} {m['kind']:>5} build {m['build_s']:7.1f}s "
-        f"load {m['load_s']:5.2f}s disk {m['disk_mib']:7.0f}MiB rss {m['rss_mib']:6.0f}MiB "
+        f"load {m['load_s']:5.2f}s disk {m['disk_mib']:7.0f}MiB "
+        f"rss {m['rss_load_mib']:6.0f}/{m['rss_mib']:6.0f}MiB "
         f"p50 {m['p50_ms']:7.3f}ms p99 {m['p99_ms']:7.3f}ms batch {m['batch_qps']:8.0f}q/s "
         f"dihedral p50 {m['dihedral_p50_ms']:7.3f}ms recall {m['recall']:.4f}"
     )
@@ -222,7 +229,8 @@ def _table(rows: list) -> str:
             continue
         lines.append(
             f"| {bits} | {count:,} | {name} | {m['build_s']:.1f} | {m['load_s']:.2f} |"
-            f" {m['disk_mib']:.0f} | {m['rss_mib']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} |"
+            f" {m['disk_mib']:.0f} | {m['rss_load_mib']:.0f} / {m['rss_mib']:.0f} |"
+            f" {m['p50_ms']:.3f} | {m['p99_ms']:.3f} |"
             f" {m['batch_qps']:.0f} | {m['dihedral_p50_ms']:.3f} | {m['recall']:.4f} |"
         )
     return "\n".join(lines)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
+import multiprocessing.dummy
+import os
 import queue
 import sqlite3
 import threading
@@ -90,6 +93,8 @@ class BuildOptions:
     """Publish an index with no entries (refused by default: an empty download would
     otherwise silently switch matching off)."""
     keep_versions: int = 3
+    search: str = "auto"
+    """Search structure for perceptual hashes: ``auto`` (by size), ``flat`` or ``mih``."""
 
 
 @dataclass
@@ -109,6 +114,8 @@ def build_index(
     """Build from ``sources`` and publish to ``index``; raises HashmatchError subclasses."""
     options = options or BuildOptions()
     index = Path(index)
+    if options.search not in ("auto", "flat", "mih"):
+        raise IndexBuildError(f"unknown search structure {options.search!r} (auto, flat, mih)")
     started = time.monotonic()
     if not sources:
         raise IndexBuildError("no hash lists to build from")
@@ -199,7 +206,7 @@ def _ingest_and_write(
     algorithm_data: dict[str, Any] = {}
     for algorithm, accumulator in sorted(accumulators.items()):
         summary, data = _write_algorithm(
-            algorithm, accumulator, writer, options.thresholds, list_thresholds
+            algorithm, accumulator, writer, options.thresholds, list_thresholds, options.search
         )
         summaries[algorithm] = summary
         algorithm_data[algorithm] = data
@@ -312,44 +319,71 @@ def _collector_paused() -> Iterator[None]:
 
 
 class _EntryWriter:
-    """Inserts entry rows from a background thread: SQLite releases the GIL while it works,
-    so writing overlaps with parsing the next chunk."""
+    """Inserts entry rows beside the parsing, so SQLite's work (about a third of an ingest)
+    overlaps with it: in a forked process when this process has no other threads (forking
+    then is safe, and nothing is re-imported), else in a thread."""
 
     def __init__(self, path: Path) -> None:
-        self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(path,), name="hashmatch-sqlite", daemon=True
+        forkable = (
+            threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
         )
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            database = sqlite3.connect(path, isolation_level=None)
-            database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-            database.execute("BEGIN")
-            while (records := self._queue.get()) is not None:
-                if self._error is None:
-                    _insert_entries(database, records)
-            database.execute("COMMIT")
-            database.close()
-        except BaseException as exc:
-            self._error = exc
-            while self._queue.get() is not None:  # drain so producers never block
-                pass
+        context: Any = multiprocessing.get_context("fork") if forkable else multiprocessing.dummy
+        self._queue = context.Queue(maxsize=4)
+        self._results = context.Queue()
+        self._process = context.Process(
+            target=_write_entries, args=(str(path), self._queue, self._results)
+        )
+        self._process.daemon = True
+        self._process.start()
+        self._closed = False
+        self._error: str | None = None
 
     def put(self, records: list[tuple[Any, ...]]) -> None:
-        if self._error is not None:
-            raise IndexBuildError(f"writing entries failed: {self._error}")
+        if not self._process.is_alive():
+            self.close()
         self._queue.put(records)
 
     def close(self) -> None:
         """Finish writing (idempotent); raises if writing failed."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        if not self._closed:
+            self._closed = True
+            if self._process.is_alive():
+                self._queue.put(None)
+            self._process.join()
+            self._error = None if self._results.empty() else self._results.get()
+            if self._error is None and self._process.exitcode != 0:
+                self._error = f"the writer process exited with code {self._process.exitcode}"
         if self._error is not None:
             raise IndexBuildError(f"writing entries failed: {self._error}")
+
+
+def _write_entries(path: str, records_queue: Any, results: Any) -> None:
+    """The writer process: one transaction, then a result (None, or the error text).
+
+    If the builder dies (killed mid-build) the writer notices it was orphaned and exits
+    rather than waiting forever on a queue nobody will fill.
+    """
+    builder = os.getppid()
+    try:
+        database = sqlite3.connect(path, isolation_level=None)
+        database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        database.execute("BEGIN")
+        while True:
+            try:
+                records = records_queue.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != builder:
+                    return
+                continue
+            if records is None:
+                break
+            _insert_entries(database, records)
+        database.execute("COMMIT")
+        database.close()
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+        while records_queue.get() is not None:  # drain so the builder never blocks
+            pass
 
 
 _ROWS_PER_INSERT = 100
@@ -390,6 +424,7 @@ def _write_algorithm(
     writer: ArrayWriter,
     index_thresholds: dict[str, int],
     list_thresholds: dict[str, dict[str, int]],
+    search_choice: str,
 ) -> tuple[AlgorithmSummary, dict[str, Any]]:
     spec = get_algorithm(algorithm)
     codes = (
@@ -411,7 +446,10 @@ def _write_algorithm(
     if not spec.needs_pixels:
         search = {"kind": "exact"}
     else:
-        layout = choose_layout(len(unique_codes), spec.bits, design_radius)
+        layout = None
+        if search_choice != "flat":
+            force = search_choice == "mih"
+            layout = choose_layout(len(unique_codes), spec.bits, design_radius, force=force)
         if layout is None:
             search = {"kind": "flat"}
         else:

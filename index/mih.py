@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = ["MihLayout", "MultiIndex", "choose_layout", "hamming_distances"]
 
+_QUERIES_PER_PASS = 128
 _MAX_SUBSTRING_BITS = 26
 """Tables of 2**26 offsets (256 MiB) are the most we allow for one substring."""
 
@@ -83,8 +84,9 @@ def _layout_cost(layout: MihLayout, count: int) -> float:
     return _MIH_CALL_COST + layout.probes + candidates * candidate_cost + memory
 
 
-def choose_layout(count: int, bits: int, radius: int) -> MihLayout | None:
-    """The cheapest exact layout for ``count`` codes, or None when a flat scan is cheaper."""
+def choose_layout(count: int, bits: int, radius: int, *, force: bool = False) -> MihLayout | None:
+    """The cheapest exact layout for ``count`` codes, or None when a flat scan is cheaper
+    (unless ``force``: then the cheapest layout regardless)."""
     best: tuple[float, MihLayout] | None = None
     for flips in range(0, 4):
         minimum = radius // (flips + 1) + 1
@@ -97,7 +99,7 @@ def choose_layout(count: int, bits: int, radius: int) -> MihLayout | None:
             if best is None or cost < best[0]:
                 best = (cost, layout)
     flat_cost = count * (_FLAT_COST_PER_CODE + bits / 8 * _FLAT_COST_PER_CODE_BYTE)
-    if best is None or best[0] >= flat_cost:
+    if best is None or (best[0] >= flat_cost and not force):
         return None
     return best[1]
 

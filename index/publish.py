@@ -58,17 +58,21 @@ def prepare_index_directory(index: Path) -> None:
 
 @contextmanager
 def build_lock(index: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold the index's build lock; waits (after calling ``on_wait``) if another build has it."""
+    """Hold the index's build lock; waits (after calling ``on_wait``) if another build has it.
+
+    A POSIX record lock belongs to this process alone: a forked helper does not inherit it,
+    and the kernel releases it the moment this process dies, however it dies.
+    """
     descriptor = os.open(index / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if on_wait is not None:
                 on_wait()
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)  # closing releases the lock

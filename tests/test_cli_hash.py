@@ -147,5 +147,6 @@ def test_console_script_runs(folder: Path) -> None:
 def test_demo_classifies_every_upload_correctly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    assert "10 of 10 uploads classified correctly" in " ".join(result.stdout.split())
-    assert len(list((tmp_path / "demo" / "known").iterdir())) == 4
+    assert "14 of 14 uploads handled correctly" in " ".join(result.stdout.split())
+    assert len(list((tmp_path / "demo" / "known").iterdir())) == 5
+    assert (tmp_path / "demo" / "index" / "CURRENT").is_file()
