@@ -26,10 +26,10 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
+from common import source_photos  # bench/common.py
 from PIL import Image
 
 from hashmatch import hash_image
-from hashmatch.fixtures.images import synthetic_photo
 from hashmatch.loading import WORKING_SIZE
 
 SIZES = {
@@ -37,19 +37,6 @@ SIZES = {
     "1mp_jpeg": ((1155, 866), "JPEG"),
     "1mp_png": ((1155, 866), "PNG"),
 }
-
-
-def source_photos(count: int) -> list[Image.Image]:
-    shared = Path(
-        os.environ.get(
-            "HASHMATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-        )
-    )
-    paths = sorted((shared / "photos").glob("*/*"))[:count]
-    if paths:
-        return [Image.open(p).convert("RGB") for p in paths]
-    print(f"(no shared photos at {shared}: using synthetic photos)", file=sys.stderr)
-    return [synthetic_photo(seed, (500, 500)) for seed in range(count)]
 
 
 def write_inputs(folder: Path, count: int) -> dict[str, list[Path]]:

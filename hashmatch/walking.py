@@ -3,7 +3,8 @@
 Paths named explicitly are always visited (symlinks to them followed, errors reported).
 Inside directories, files count as images by their first bytes, never by their names, so a
 renamed JPEG is found. A file whose content is not an image is skipped, unless its name says
-image (``x.jpg`` holding garbage or nothing): that is a broken image and reported as an error.
+image (``x.jpg`` holding garbage or nothing): that is a broken image, passed on so the loader
+reports what is wrong with it.
 Symbolic links met during a walk are skipped unless ``follow_symlinks``; loops are detected.
 Anything that cannot be read becomes a :class:`WalkEntry` with ``error`` set: a walk never
 raises for one bad entry.
@@ -16,7 +17,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from hashmatch.formats import IMAGE_EXTENSIONS, describe_non_image, sniff_image_format
+from hashmatch.formats import IMAGE_EXTENSIONS, sniff_image_format
 
 __all__ = ["WalkEntry", "walk_images"]
 
@@ -120,7 +121,7 @@ def _walk_entry(
     if sniff_image_format(head) is not None:
         yield WalkEntry(entry.path)
     elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-        yield WalkEntry(entry.path, f"named like an image but {describe_non_image(head)}")
+        yield WalkEntry(entry.path)  # promises an image: the loader says what is wrong with it
     else:
         yield WalkEntry(entry.path, skipped="not an image")
 

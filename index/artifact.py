@@ -239,4 +239,6 @@ def read_array(manifest: Manifest, name: str, *, verify: bool = True) -> np.ndar
         raise IndexIntegrityError(f"{path}: shape {shape} of {dtype} does not fill {size} bytes")
     if size == 0:
         return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    # A plain ndarray view of the read-only mapping: np.memmap's Python-level __getitem__
+    # costs more than the lookups themselves; the view keeps the mapping alive.
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", shape=shape))

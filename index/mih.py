@@ -66,10 +66,9 @@ def _split(bits: int, count: int) -> tuple[tuple[int, int], ...]:
 
 
 # Cost model, in units of one random table read (about 0.1 us here), fitted to bench/index.py:
-# a probe reads the offset table once; a candidate reads the id table and its code (twice once
-# the codes outgrow the caches); every offset entry per code costs a little memory; a search
+# a probe reads the offset table once; a candidate reads the id table and its code; every
+# offset entry per code costs a little memory; a search
 # call has a fixed numpy overhead; faiss's flat scan costs a little per code and per byte.
-_CACHE_RESIDENT_CODES = 4_000_000
 _MEMORY_WEIGHT = 8.0
 _MIH_CALL_COST = 1300.0
 _FLAT_COST_PER_CODE = 0.006
@@ -78,7 +77,7 @@ _FLAT_COST_PER_CODE_BYTE = 0.0003
 
 def _layout_cost(layout: MihLayout, count: int) -> float:
     candidates = sum(_probe_count(n, layout.flips) * count / 2**n for _, n in layout.substrings)
-    candidate_cost = 2.0 if count >= _CACHE_RESIDENT_CODES else 1.0
+    candidate_cost = 2.0  # the id table and the code: two random reads
     entries_per_code = sum(2**n for _, n in layout.substrings) / max(count, 1)
     memory = entries_per_code * _MEMORY_WEIGHT
     return _MIH_CALL_COST + layout.probes + candidates * candidate_cost + memory

@@ -175,15 +175,21 @@ def _overlong_reason() -> str:
     return f"line longer than {MAX_LINE_CHARS} characters"
 
 
+def _loaded_lines(block: _Block, batch: RowBatch) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a block's lines, recording overlong ones as problems."""
+    overlong = set(block.overlong)
+    for offset, text in enumerate(block.lines):
+        number = block.first + offset
+        if number in overlong:
+            batch.problem(number, _overlong_reason())
+        else:
+            yield number, text
+
+
 def _token_batches(blocks: Iterable[_Block], list_format: str) -> Iterator[RowBatch]:
     batch = RowBatch()
     for block in blocks:
-        overlong = set(block.overlong)
-        for offset, text in enumerate(block.lines):
-            number = block.first + offset
-            if number in overlong:
-                batch.problem(number, _overlong_reason())
-                continue
+        for number, text in _loaded_lines(block, batch):
             tokens = text.split()
             if not tokens or tokens[0].startswith("#"):
                 continue
@@ -209,12 +215,7 @@ def _token_batches(blocks: Iterable[_Block], list_format: str) -> Iterator[RowBa
 def _jsonl_batches(blocks: Iterable[_Block]) -> Iterator[RowBatch]:
     batch = RowBatch()
     for block in blocks:
-        overlong = set(block.overlong)
-        for offset, text in enumerate(block.lines):
-            number = block.first + offset
-            if number in overlong:
-                batch.problem(number, _overlong_reason())
-                continue
+        for number, text in _loaded_lines(block, batch):
             stripped = text.strip()
             if not stripped or stripped.startswith("#"):
                 continue
@@ -319,7 +320,8 @@ def _quoted_rows(
         else:
             kept.append((number, text))
     reader = csv.reader((text for _, text in kept), delimiter=delimiter)
-    numbers, rows = [], []
+    numbers: list[int] = []
+    rows: list[list[str]] = []
     while True:
         try:
             cells = next(reader)
