@@ -150,51 +150,9 @@ def _build_version(
     previous: str | None,
 ) -> tuple[Manifest, BuildReport]:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    database = _EntryWriter(staging / METADATA)
-    try:
-        return _ingest_and_write(
-            sources, staging, name, options, index, previous, created, database
-        )
-    finally:
-        database.close()
-
-
-def _ingest_and_write(
-    sources: list[ListSource],
-    staging: Path,
-    name: str,
-    options: BuildOptions,
-    index: Path,
-    previous: str | None,
-    created: str,
-    database: _EntryWriter,
-) -> tuple[Manifest, BuildReport]:
-    accumulators: dict[str, _Accumulator] = {}
-    list_reports: list[dict[str, Any]] = []
-    list_thresholds: dict[str, dict[str, int]] = {}
-    next_rowid = 1
-    for source in sources:
-        reader = HashListReader(
-            source.path,
-            algorithm=source.algorithm,
-            list_name=source.list_name,
-            list_format=source.list_format,
-            strict=options.strict,
-            max_invalid=options.max_invalid,
-        )
-        list_name = reader.stats.list_name
-        _merge_thresholds(list_thresholds, list_name, source.thresholds)
-        excluded_here = 0
-        with _collector_paused():
-            for chunk in reader.chunks():
-                next_rowid, excluded = _ingest(
-                    chunk, list_name, options.exclusions, accumulators, database, next_rowid
-                )
-                excluded_here += excluded
-        entry = reader.stats.to_json()
-        entry["excluded"] = excluded_here
-        list_reports.append(entry)
-    database.close()  # all rows written before the checksums are taken
+    with _EntryWriter(staging / METADATA) as database:
+        accumulators, list_reports, list_thresholds = _ingest_lists(sources, options, database)
+    # The writer has finished: every entry row is on disk before the checksums are taken.
     total = sum(sum(len(r) for r in acc.rowids) for acc in accumulators.values())
     if total == 0 and not options.allow_empty:
         raise IndexBuildError(
@@ -238,6 +196,38 @@ def _ingest_and_write(
         algorithms=summaries,
     )
     return read_manifest(staging), report
+
+
+def _ingest_lists(
+    sources: list[ListSource], options: BuildOptions, database: _EntryWriter
+) -> tuple[dict[str, _Accumulator], list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Read every list: entries to the writer, codes into accumulators, a report per list."""
+    accumulators: dict[str, _Accumulator] = {}
+    list_reports: list[dict[str, Any]] = []
+    list_thresholds: dict[str, dict[str, int]] = {}
+    next_rowid = 1
+    for source in sources:
+        reader = HashListReader(
+            source.path,
+            algorithm=source.algorithm,
+            list_name=source.list_name,
+            list_format=source.list_format,
+            strict=options.strict,
+            max_invalid=options.max_invalid,
+        )
+        list_name = reader.stats.list_name
+        _merge_thresholds(list_thresholds, list_name, source.thresholds)
+        excluded_here = 0
+        with _collector_paused():
+            for chunk in reader.chunks():
+                next_rowid, excluded = _ingest(
+                    chunk, list_name, options.exclusions, accumulators, database, next_rowid
+                )
+                excluded_here += excluded
+        entry = reader.stats.to_json()
+        entry["excluded"] = excluded_here
+        list_reports.append(entry)
+    return accumulators, list_reports, list_thresholds
 
 
 def _merge_thresholds(
@@ -342,6 +332,16 @@ class _EntryWriter:
         if not self._process.is_alive():
             self.close()
         self._queue.put(records)
+
+    def __enter__(self) -> _EntryWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            self.close()
+        except IndexBuildError:
+            if exc_type is None:  # do not hide the error that stopped the build
+                raise
 
     def close(self) -> None:
         """Finish writing (idempotent); raises if writing failed."""

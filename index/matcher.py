@@ -235,7 +235,9 @@ class Matcher:
         """Match many images, yielding results as they complete (``result.source`` says which).
 
         Decoding and hashing run in ``workers`` processes; lookups run here, against this one
-        loaded index. Paths are the cheapest sources to send to workers.
+        loaded index. Paths are the cheapest sources to send to workers. With ``workers`` > 1
+        a script must call this under ``if __name__ == "__main__":``, as with any
+        multiprocessing code (the worker processes import the main module).
         """
         from hashmatch.index.scan import ScanOptions, scan_sources
 
