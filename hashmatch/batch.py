@@ -6,12 +6,13 @@ This is what ``hashmatch hash`` runs; other batch jobs (scans, index builds from
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from hashmatch.errors import HashmatchError, ImageError
 from hashmatch.hashing import HashResult, hash_image
-from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
+from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.parallel import parallel_map
 from hashmatch.walking import WalkEntry
 
@@ -26,13 +27,15 @@ class HashJob:
     exact: bool = False
     dihedral: bool = False
     limits: ImageLimits = DEFAULT_LIMITS
+    trim_borders: bool = False
 
 
 @dataclass(frozen=True)
 class HashOutcome:
     """The hashes of one file, or why there are none."""
 
-    path: str
+    path: str | None
+    """The file, when the source was a path (None for bytes, file objects, PIL images)."""
     result: HashResult | None
     error: str | None = None
     """``kind: reason``, e.g. ``decode: image file is truncated``; None on success."""
@@ -47,26 +50,33 @@ def describe_error(exc: BaseException) -> str:
     return f"internal: {type(exc).__name__}: {exc}"
 
 
-def hash_file(path: str, job: HashJob) -> HashOutcome:
-    """Hash one file; any failure becomes the outcome's ``error``."""
+def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
+    """Hash one source (or walk entry); any failure becomes the outcome's ``error``.
+
+    Every batch job (``hashmatch hash``, scans, ``Matcher.match``) hashes through here, so a
+    bad file is reported the same way everywhere.
+    """
+    if isinstance(source, WalkEntry):
+        if source.error is not None:
+            return HashOutcome(source.path, None, f"read: {source.error}")
+        source = source.path
+    path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     try:
         result = hash_image(
-            path, job.algorithms, exact=job.exact, dihedral=job.dihedral, limits=job.limits
+            source,
+            job.algorithms,
+            exact=job.exact,
+            dihedral=job.dihedral,
+            trim_borders=job.trim_borders,
+            limits=job.limits,
         )
-    except HashmatchError as exc:
-        return HashOutcome(path, None, describe_error(exc))
-    except Exception as exc:  # a bug, but one file must not end a batch of millions
+    except Exception as exc:  # HashmatchError, or a bug: one file must not end a batch
         return HashOutcome(path, None, describe_error(exc))
     return HashOutcome(path, result)
 
 
 def _hash_task(task: tuple[str | WalkEntry, HashJob]) -> HashOutcome:
-    item, job = task
-    if isinstance(item, WalkEntry):
-        if item.error is not None:
-            return HashOutcome(item.path, None, f"read: {item.error}")
-        item = item.path
-    return hash_file(item, job)
+    return hash_file(*task)
 
 
 def hash_files(

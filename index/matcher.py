@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hashmatch.batch import describe_error
-from hashmatch.errors import HashmatchError, IndexFormatError
+from hashmatch.batch import HashJob, HashOutcome, hash_file
+from hashmatch.errors import IndexFormatError
 from hashmatch.hashes import Hash
-from hashmatch.hashing import HashResult, hash_image
+from hashmatch.hashing import HashResult
 from hashmatch.index.artifact import MANIFEST, current_version, resolve_version
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.registry import get_algorithm
+from hashmatch.walking import WalkEntry
 
 __all__ = ["LOW_QUALITY_THRESHOLD", "Match", "MatchResult", "Matcher"]
 
@@ -169,15 +170,29 @@ class Matcher:
         (e.g. the dihedral variants); a :class:`HashResult` is accepted as is, its PDQ
         variants included when ``dihedral``. ``thresholds`` overrides per algorithm.
         """
-        snapshot = self._snapshot
-        queries = _queries(hashes, dihedral)
-        matches: list[Match] = []
-        for algorithm, items in queries.items():
-            if algorithm not in snapshot.algorithms:
-                continue
-            matches.extend(_search(snapshot, algorithm, items, thresholds))
-        matches.sort(key=lambda m: (m.distance, m.algorithm, m.list, m.entry_id or ""))
-        return matches
+        return _lookup(self._snapshot, hashes, thresholds, dihedral)
+
+    def hash_job(
+        self,
+        source: ImageSource | WalkEntry,
+        *,
+        algorithms: Iterable[str] | None = None,
+        dihedral: bool = True,
+        trim_borders: bool = True,
+        exact: bool = False,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ) -> HashJob:
+        """What to compute for ``source``: the given algorithms, or the index's.
+
+        Of the index's, md5/sha256 are left out for a PIL image, which has no file bytes.
+        """
+        if algorithms is not None:
+            names = tuple(algorithms)
+        else:
+            names = tuple(self._snapshot.algorithms)
+            if isinstance(source, Image.Image):
+                names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
+        return HashJob(names, exact, dihedral, limits, trim_borders)
 
     def match(
         self,
@@ -193,32 +208,19 @@ class Matcher:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
 
         ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
-        picture inside letterbox or padding borders.
-
-        md5/sha256 come from the original bytes (skipped for a PIL image, which has none).
+        picture inside letterbox or padding borders. md5/sha256 come from the original bytes.
         Never raises for a bad image: the result's status is then ``error``.
         """
         snapshot = self._snapshot
-        if algorithms is not None:
-            names = list(algorithms)
-        else:
-            names = list(snapshot.algorithms)
-            if isinstance(source, Image.Image):  # no file bytes: exact digests cannot apply
-                names = [name for name in names if get_algorithm(name).needs_pixels]
-        if not names:
-            return MatchResult("no_match", index_version=snapshot.version)
-        try:
-            result = hash_image(
-                source,
-                names,
-                exact=exact,
-                dihedral=dihedral,
-                trim_borders=trim_borders,
-                limits=limits,
-            )
-        except HashmatchError as exc:
-            return MatchResult("error", error=describe_error(exc), index_version=snapshot.version)
-        return self.verdict(result, thresholds=thresholds, dihedral=dihedral)
+        job = self.hash_job(
+            source,
+            algorithms=algorithms,
+            dihedral=dihedral,
+            trim_borders=trim_borders,
+            exact=exact,
+            limits=limits,
+        )
+        return _verdict(snapshot, hash_file(source, job), thresholds, dihedral)
 
     def match_many(
         self,
@@ -262,30 +264,17 @@ class Matcher:
         dihedral: bool = True,
     ) -> MatchResult:
         """Look up an already computed :class:`HashResult` and decide its status."""
-        snapshot = self._snapshot
-        matches = self.lookup(result, thresholds=thresholds, dihedral=dihedral)
-        if result.trimmed is not None:
-            inner = self.lookup(result.trimmed, thresholds=thresholds, dihedral=dihedral)
-            matches = _merge(matches, [_as_trimmed(m) for m in inner])
-        low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
-        if low_quality:
-            matches = [m for m in matches if m.algorithm != "pdq"]
-        if matches:
-            status = "match"
-        elif low_quality:
-            status = "low_quality"
-        else:
-            status = "no_match"
-        return MatchResult(
-            status,
-            matches,
-            dict(result.hashes),
-            result.pdq_quality,
-            None,
-            result.width,
-            result.height,
-            snapshot.version,
-        )
+        return _verdict(self._snapshot, HashOutcome(None, result), thresholds, dihedral)
+
+    def outcome_verdict(
+        self,
+        outcome: HashOutcome,
+        *,
+        thresholds: Mapping[str, int] | None = None,
+        dihedral: bool = True,
+    ) -> MatchResult:
+        """The verdict for a batch hashing outcome: its error, or its hashes looked up."""
+        return _verdict(self._snapshot, outcome, thresholds, dihedral)
 
     def _start_watcher(self, interval: float) -> None:
         def watch() -> None:
@@ -301,6 +290,58 @@ class Matcher:
         self._watcher.start()
 
 
+def _nearest_first(match: Match) -> tuple[int, str, str, str]:
+    return (match.distance, match.algorithm, match.list, match.entry_id or "")
+
+
+def _lookup(
+    snapshot: LoadedIndex,
+    hashes: HashInput | HashResult,
+    thresholds: Mapping[str, int] | None,
+    dihedral: bool,
+) -> list[Match]:
+    matches: list[Match] = []
+    for algorithm, items in _queries(hashes, dihedral).items():
+        if algorithm in snapshot.algorithms:
+            matches.extend(_search(snapshot, algorithm, items, thresholds))
+    return sorted(matches, key=_nearest_first)
+
+
+def _verdict(
+    snapshot: LoadedIndex,
+    outcome: HashOutcome,
+    thresholds: Mapping[str, int] | None,
+    dihedral: bool,
+) -> MatchResult:
+    """Status and matches for one image, every lookup against the same index version."""
+    result = outcome.result
+    if result is None:
+        return MatchResult("error", error=outcome.error, index_version=snapshot.version)
+    matches = _lookup(snapshot, result, thresholds, dihedral)
+    if result.trimmed is not None:
+        inner = _lookup(snapshot, result.trimmed, thresholds, dihedral)
+        matches = _merge(matches, [_as_trimmed(m) for m in inner])
+    low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
+    if low_quality:
+        matches = [m for m in matches if m.algorithm != "pdq"]
+    if matches:
+        status = "match"
+    elif low_quality:
+        status = "low_quality"
+    else:
+        status = "no_match"
+    return MatchResult(
+        status,
+        matches,
+        dict(result.hashes),
+        result.pdq_quality,
+        None,
+        result.width,
+        result.height,
+        snapshot.version,
+    )
+
+
 def _as_trimmed(match: Match) -> Match:
     variant = f"trimmed+{match.variant}" if match.variant else "trimmed"
     return replace(match, variant=variant)
@@ -313,7 +354,7 @@ def _merge(first: list[Match], second: list[Match]) -> list[Match]:
         key = (match.algorithm, match.list, match.entry_id, match.hash)
         if key not in best or match.distance < best[key].distance:
             best[key] = match
-    return sorted(best.values(), key=lambda m: (m.distance, m.algorithm, m.list, m.entry_id or ""))
+    return sorted(best.values(), key=_nearest_first)
 
 
 def _queries(

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from hashmatch.batch import describe_error
-from hashmatch.errors import HashmatchError
-from hashmatch.hashing import HashResult, hash_image
+from hashmatch.batch import HashJob, HashOutcome, hash_file
 from hashmatch.index.matcher import Matcher, MatchResult
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.parallel import parallel_map
@@ -24,49 +22,13 @@ __all__ = ["ScanOptions", "scan_sources"]
 @dataclass(frozen=True)
 class ScanOptions:
     algorithms: tuple[str, ...] | None = None
-    """None: every algorithm the index holds."""
+    """None: every algorithm the index holds (that applies to the source)."""
     thresholds: Mapping[str, int] = field(default_factory=dict)
     dihedral: bool = True
     exact: bool = False
     limits: ImageLimits = DEFAULT_LIMITS
     workers: int = 1
     trim_borders: bool = True
-
-
-@dataclass(frozen=True)
-class _Job:
-    source: ImageSource | WalkEntry
-    algorithms: tuple[str, ...]
-    dihedral: bool
-    exact: bool
-    limits: ImageLimits
-    trim_borders: bool
-
-
-def _hash_job(job: _Job) -> HashResult | str:
-    """Runs in a worker: the hashes, or the error text."""
-    source = job.source
-    if isinstance(source, WalkEntry):
-        if source.error is not None:
-            return f"read: {source.error}"
-        source = source.path
-    try:
-        return hash_image(
-            source,
-            job.algorithms,
-            exact=job.exact,
-            dihedral=job.dihedral,
-            trim_borders=job.trim_borders,
-            limits=job.limits,
-        )
-    except HashmatchError as exc:
-        return describe_error(exc)
-    except Exception as exc:  # a bug; one file must not end a scan of millions
-        return describe_error(exc)
-
-
-def _algorithms_for(matcher: Matcher, options: ScanOptions) -> tuple[str, ...]:
-    return tuple(options.algorithms) if options.algorithms else tuple(matcher.algorithms)
 
 
 def scan_sources(
@@ -76,36 +38,33 @@ def scan_sources(
 ) -> Iterator[tuple[int, ImageSource | WalkEntry, MatchResult]]:
     """``(position, source, result)`` for every source, as they finish (in order with one
     worker); ``position`` counts the sources from 0."""
-    algorithms = _algorithms_for(matcher, options)
     in_flight: dict[int, ImageSource | WalkEntry] = {}
 
-    def jobs() -> Iterator[tuple[int, _Job]]:
+    def jobs() -> Iterator[tuple[int, ImageSource | WalkEntry, HashJob]]:
         for number, source in enumerate(sources):
             in_flight[number] = source
+            job = matcher.hash_job(
+                source,
+                algorithms=options.algorithms,
+                dihedral=options.dihedral,
+                trim_borders=options.trim_borders,
+                exact=options.exact,
+                limits=options.limits,
+            )
             # a path travels to the worker; the result travels back; the source stays here
-            yield (
-                number,
-                _Job(
-                    source,
-                    algorithms,
-                    options.dihedral,
-                    options.exact,
-                    options.limits,
-                    options.trim_borders,
-                ),
-            )
+            yield number, source, job
 
-    for number, outcome in parallel_map(_numbered_hash_job, jobs(), workers=options.workers):
+    for number, outcome in parallel_map(_numbered_hash, jobs(), workers=options.workers):
         source = in_flight.pop(number)
-        if isinstance(outcome, str):
-            yield number, source, MatchResult("error", error=outcome, index_version=matcher.version)
-        else:
-            verdict = matcher.verdict(
+        yield (
+            number,
+            source,
+            matcher.outcome_verdict(
                 outcome, thresholds=options.thresholds, dihedral=options.dihedral
-            )
-            yield number, source, verdict
+            ),
+        )
 
 
-def _numbered_hash_job(task: tuple[int, _Job]) -> tuple[int, HashResult | str]:
-    number, job = task
-    return number, _hash_job(job)
+def _numbered_hash(task: tuple[int, ImageSource | WalkEntry, HashJob]) -> tuple[int, HashOutcome]:
+    number, source, job = task
+    return number, hash_file(source, job)

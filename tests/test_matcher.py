@@ -162,3 +162,11 @@ def test_a_hash_given_under_another_algorithm_is_refused(index: Path) -> None:
 def test_mirrored_png_matches(index: Path, known_images) -> None:
     verdict = Matcher.open(index).match(encode(ImageOps.mirror(known_images[5]), "PNG"))
     assert verdict.status == "match"
+
+
+def test_match_many_takes_pil_images_without_md5_errors(index: Path, known_images) -> None:
+    # The index holds md5s too; a PIL image has no file bytes, so md5 must not be attempted.
+    results = list(Matcher.open(index).match_many([known_images[2], known_images[3]]))
+    assert [r.status for r in results] == ["match", "match"]
+    assert [r.source for r in results] == [0, 1]
+
