@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -12,10 +10,10 @@ import typer
 from hashmatch.algorithms.pdq import DIHEDRAL_VARIANTS
 from hashmatch.batch import HashJob, HashOutcome, hash_files
 from hashmatch.cli.options import parse_algorithms, parse_limits
-from hashmatch.cli.output import OutputFormat, open_writer, stderr_console
+from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.parallel import default_workers
-from hashmatch.walking import WalkEntry, walk_images
+from hashmatch.walking import SkipCount, walk_images
 
 EXIT_OK = 0
 EXIT_FAILURES = 2
@@ -75,9 +73,7 @@ def hash_command(
     """Hash image files: one record per file (exit 0 all hashed, 2 if any failed)."""
     names = parse_algorithms(algorithms)
     job = HashJob(names, exact, dihedral, parse_limits(max_bytes, max_pixels))
-    fmt = output_format or (
-        OutputFormat.table if sys.stdout.isatty() and output is None else OutputFormat.jsonl
-    )
+    fmt = choose_format(output_format, output)
     columns = _columns(names, dihedral)
     writer = open_writer(fmt, columns, output, table_title="hashmatch hash")
     started = time.monotonic()
@@ -85,9 +81,9 @@ def hash_command(
     with BatchProgress("hashing", ["errors"], enabled=not quiet) as progress:
         walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
         entries = discover_in_background(walk, progress)
-        skipped = _SkipCounter()
+        skipped = SkipCount()
         try:
-            for outcome in hash_files(skipped.filter(entries), job, workers=workers):
+            for outcome in hash_files(skipped.without_skipped(entries), job, workers=workers):
                 writer.write(_record(outcome, names, dihedral))
                 written += 1
                 failed += outcome.error is not None
@@ -102,20 +98,6 @@ def hash_command(
             f" skipped (not images or symbolic links) in {elapsed:.1f}s ({rate:.1f} files/s)"
         )
     raise typer.Exit(EXIT_FAILURES if failed else EXIT_OK)
-
-
-class _SkipCounter:
-    """Drops walk entries that are not images (or not followed), counting them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def filter(self, entries: Iterable[WalkEntry]) -> Iterator[WalkEntry]:
-        for entry in entries:
-            if entry.skipped is None:
-                yield entry
-            else:
-                self.count += 1
 
 
 def _columns(names: tuple[str, ...], dihedral: bool) -> list[str]:

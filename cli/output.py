@@ -19,7 +19,7 @@ from typing import Any, Protocol, TextIO
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["OutputFormat", "RecordWriter", "open_writer", "stderr_console"]
+__all__ = ["OutputFormat", "RecordWriter", "choose_format", "open_writer", "stderr_console"]
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -34,6 +34,13 @@ class RecordWriter(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def choose_format(requested: OutputFormat | None, path: str | None) -> OutputFormat:
+    """The requested format, else a table for a person at a terminal, jsonl for a pipe."""
+    if requested is not None:
+        return requested
+    return OutputFormat.table if sys.stdout.isatty() and path is None else OutputFormat.jsonl
 
 
 def stderr_console() -> Console:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,11 +16,11 @@ from typing import Annotated, Any
 import typer
 
 from hashmatch.cli.options import parse_algorithms, parse_limits, parse_thresholds
-from hashmatch.cli.output import OutputFormat, open_writer, stderr_console
+from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import HashmatchError
 from hashmatch.parallel import default_workers
-from hashmatch.walking import WalkEntry, walk_images
+from hashmatch.walking import SkipCount, walk_images
 
 EXIT_CLEAN, EXIT_MATCH, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -127,7 +126,9 @@ def scan_command(
     interrupted = False
     with BatchProgress("scanning", ["matched", "errors"], enabled=not quiet) as progress:
         walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
-        entries = _pending(discover_in_background(walk, progress), done, tally)
+        skips = SkipCount()
+        found = skips.without_skipped(discover_in_background(walk, progress))
+        entries = (entry for entry in found if entry.path not in done)
         try:
             for _, entry, result in scan_sources(matcher, entries, options):
                 record = _record(entry.path, result, with_hashes, fmt)  # type: ignore[union-attr]
@@ -144,6 +145,7 @@ def scan_command(
             interrupted = True
         finally:
             writer.close()
+    tally.skipped = skips.count
     if not quiet or interrupted:
         _summary(console, tally, time.monotonic() - started, interrupted)
     if interrupted:
@@ -157,12 +159,7 @@ def _output_plan(
     output_format: OutputFormat | None, output: str | None, resume: Path | None
 ) -> tuple[OutputFormat, str | None, set[str]]:
     if resume is None:
-        import sys
-
-        fmt = output_format or (
-            OutputFormat.table if sys.stdout.isatty() and output is None else OutputFormat.jsonl
-        )
-        return fmt, output, set()
+        return choose_format(output_format, output), output, set()
     if output_format not in (None, OutputFormat.jsonl):
         raise typer.BadParameter("--resume works with jsonl output", param_hint="--resume")
     if output is not None and Path(output) != resume:
@@ -186,14 +183,6 @@ def _recorded_paths(path: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue
     return done
-
-
-def _pending(entries: Iterable[WalkEntry], done: set[str], tally: ScanTally) -> Iterator[WalkEntry]:
-    for entry in entries:
-        if entry.skipped is not None:
-            tally.skipped += 1
-        elif entry.path not in done:
-            yield entry
 
 
 def _columns(algorithms: list[str], with_hashes: bool, fmt: OutputFormat) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hashmatch.hashes import Hash
 from hashmatch.loading import (
@@ -71,22 +71,12 @@ def hash_image(
     grey = not any(algorithm.uses_color for algorithm in chosen)
     opened = open_image(source, exact=exact, grey=grey, limits=limits)
     whole = _compute(opened, chosen, dihedral)
-    hashes, variants, pdq_quality = whole.hashes, whole.variants, whole.pdq_quality
-    trimmed = None
     perceptual = [a for a in chosen if a.needs_pixels]
     if trim_borders and perceptual:
         cropped = trim_to_content(opened)
         if cropped is not None:
-            trimmed = _compute(cropped, perceptual, dihedral)
-    return HashResult(
-        hashes=hashes,
-        width=opened.width,
-        height=opened.height,
-        pdq_quality=pdq_quality,
-        variants=variants,
-        format=opened.format,
-        trimmed=trimmed,
-    )
+            return replace(whole, trimmed=_compute(cropped, perceptual, dihedral))
+    return whole
 
 
 def _compute(opened: OpenedImage, chosen: Iterable[Algorithm], dihedral: bool) -> HashResult:

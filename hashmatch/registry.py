@@ -53,7 +53,6 @@ class Algorithm:
     needs_pixels: bool
     """False for exact byte hashes, which never decode the image."""
     description: str
-    supports_dihedral: bool = False
     uses_color: bool = False
     """True if the hash needs colour; otherwise the fast path may decode luminance only."""
 

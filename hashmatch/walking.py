@@ -17,9 +17,9 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from hashmatch.formats import IMAGE_EXTENSIONS, sniff_image_format
+from hashmatch.formats import IMAGE_EXTENSIONS, SNIFF_BYTES, sniff_image_format
 
-__all__ = ["WalkEntry", "walk_images"]
+__all__ = ["SkipCount", "WalkEntry", "walk_images"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,20 @@ def walk_images(
             yield from _walk_directory(path, info, recursive, follow_symlinks, visited)
         else:
             yield WalkEntry(path)  # named explicitly: the loader reports what is wrong with it
+
+
+class SkipCount:
+    """Passes on the entries to process, counting the ones a walk skipped."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def without_skipped(self, entries: Iterable[WalkEntry]) -> Iterator[WalkEntry]:
+        for entry in entries:
+            if entry.skipped is None:
+                yield entry
+            else:
+                self.count += 1
 
 
 def _walk_directory(
@@ -114,7 +128,7 @@ def _walk_entry(
     try:
         fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as file:
-            head = file.read(512)
+            head = file.read(SNIFF_BYTES)
     except OSError as exc:
         yield WalkEntry(entry.path, _reason(exc))
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,6 +43,8 @@ __all__ = [
     "current_version",
     "file_sha256",
     "fsync_directory",
+    "part_problem",
+    "part_problems",
     "read_array",
     "read_manifest",
     "resolve_version",
@@ -216,25 +219,40 @@ def resolve_version(path: Path) -> Path:
     return directory
 
 
-def read_array(manifest: Manifest, name: str, *, verify: bool = True) -> np.ndarray:
-    """Map one array file read-only, after checking its size (and checksum if ``verify``)."""
-    try:
-        entry = manifest.files[name]
-    except KeyError:
-        raise IndexIntegrityError(
-            f"{manifest.directory}: manifest lists no file {name!r}"
-        ) from None
+def part_problem(manifest: Manifest, name: str, *, checksum: bool = True) -> str | None:
+    """What is wrong with one file of a version (missing, wrong size, altered), or None."""
+    entry = manifest.files.get(name)
+    if entry is None:
+        return f"{name}: not listed in the manifest"
     path = manifest.directory / name
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise IndexIntegrityError(f"{path}: missing") from None
+        return f"{name}: missing"
     if size != entry["bytes"]:
-        raise IndexIntegrityError(f"{path}: {size} bytes, manifest says {entry['bytes']}")
-    if verify and file_sha256(path) != entry["sha256"]:
-        raise IndexIntegrityError(f"{path}: checksum mismatch (corrupt or modified)")
+        return f"{name}: {size} bytes, manifest says {entry['bytes']}"
+    if checksum and file_sha256(path) != entry["sha256"]:
+        return f"{name}: checksum mismatch (corrupt or modified)"
+    return None
+
+
+def part_problems(manifest: Manifest) -> list[str]:
+    """Every file's problem, checksums included; two files at a time (hashing frees the GIL)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = pool.map(lambda name: part_problem(manifest, name), sorted(manifest.files))
+        return [problem for problem in found if problem]
+
+
+def read_array(manifest: Manifest, name: str) -> np.ndarray:
+    """Map one array file read-only after checking its size (checksums: :func:`part_problems`)."""
+    problem = part_problem(manifest, name, checksum=False)
+    if problem is not None:
+        raise IndexIntegrityError(f"{manifest.directory}/{problem}")
+    entry = manifest.files[name]
+    path = manifest.directory / name
     dtype = np.dtype(entry["dtype"])
     shape = tuple(entry["shape"])
+    size = entry["bytes"]
     if int(np.prod(shape)) * dtype.itemsize != size:
         raise IndexIntegrityError(f"{path}: shape {shape} of {dtype} does not fill {size} bytes")
     if size == 0:

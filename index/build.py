@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.dummy
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -34,6 +35,7 @@ from hashmatch.index.artifact import (
     FORMAT_VERSION,
     MANIFEST,
     METADATA,
+    VERSIONS,
     ArrayWriter,
     Manifest,
     current_version,
@@ -129,8 +131,6 @@ def build_index(
         try:
             manifest, report = _build_version(sources, staging, name, options, index, previous)
         except BaseException:
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
             raise
         if previous is not None:
@@ -513,7 +513,7 @@ def _separate_collisions(
 
 def _attach_diff(index: Path, previous: str, manifest: Manifest, report: BuildReport) -> None:
     try:
-        old = read_manifest(index / "versions" / previous)
+        old = read_manifest(index / VERSIONS / previous)
     except Exception:  # an unreadable previous version must not block a rebuild
         return
     for algorithm, diff in diff_manifests(old, manifest).items():

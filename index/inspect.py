@@ -13,7 +13,7 @@ from hashmatch.index.artifact import (
     METADATA,
     VERSIONS,
     current_version,
-    file_sha256,
+    part_problems,
     read_array,
     read_manifest,
     resolve_version,
@@ -55,17 +55,7 @@ def verify_index(path: str | Path) -> list[str]:
         manifest = read_manifest(directory)
     except HashmatchError as exc:
         return [str(exc)]
-    problems: list[str] = []
-    for name, entry in sorted(manifest.files.items()):
-        part = directory / name
-        if not part.is_file():
-            problems.append(f"{name}: missing")
-            continue
-        if part.stat().st_size != entry["bytes"]:
-            problems.append(f"{name}: {part.stat().st_size} bytes, manifest says {entry['bytes']}")
-            continue
-        if file_sha256(part) != entry["sha256"]:
-            problems.append(f"{name}: checksum mismatch (corrupt or modified)")
+    problems = part_problems(manifest)
     if problems:
         return problems
     problems.extend(_check_database(directory))
@@ -90,10 +80,10 @@ def _check_database(directory: Path) -> list[str]:
 
 def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> list[str]:
     problems = []
-    codes = read_array(manifest, f"{algorithm}.codes", verify=False)
-    keys = read_array(manifest, f"{algorithm}.keys", verify=False)
-    offsets = read_array(manifest, f"{algorithm}.entry_offsets", verify=False)
-    rows = read_array(manifest, f"{algorithm}.entry_rows", verify=False)
+    codes = read_array(manifest, f"{algorithm}.codes")
+    keys = read_array(manifest, f"{algorithm}.keys")
+    offsets = read_array(manifest, f"{algorithm}.entry_offsets")
+    rows = read_array(manifest, f"{algorithm}.entry_rows")
     if len(codes) != data["codes"] or len(keys) != len(codes):
         problems.append(f"{algorithm}.codes: {len(codes)} codes, manifest says {data['codes']}")
     if len(keys) > 1 and bool(np.any(keys[1:] < keys[:-1])):
@@ -105,7 +95,7 @@ def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> lis
     ):
         problems.append(f"{algorithm}.entry_offsets: inconsistent with its codes and rows")
     if data["search"]["kind"] == "mih":
-        ids = read_array(manifest, f"{algorithm}.mih_ids", verify=False)
+        ids = read_array(manifest, f"{algorithm}.mih_ids")
         if len(ids) and int(ids.max()) >= len(codes):
             problems.append(f"{algorithm}.mih_ids: refers to codes that do not exist")
     return problems

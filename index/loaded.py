@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hashmatch.errors import IndexIntegrityError
-from hashmatch.index.artifact import METADATA, Manifest, file_sha256, read_array, read_manifest
+from hashmatch.index.artifact import METADATA, Manifest, part_problems, read_array, read_manifest
 from hashmatch.index.mih import MihLayout, MultiIndex
 from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
 
@@ -60,7 +59,9 @@ class LoadedIndex:
         self.manifest: Manifest = read_manifest(directory)
         self.directory = directory
         if verify:
-            _verify_checksums(self.manifest)
+            problems = part_problems(self.manifest)
+            if problems:
+                raise IndexIntegrityError(f"{directory}: " + "; ".join(problems))
         self.algorithms = {
             name: _load_algorithm(self.manifest, name, data)
             for name, data in self.manifest.algorithms.items()
@@ -107,44 +108,23 @@ class LoadedIndex:
         return connection
 
 
-def _verify_checksums(manifest: Manifest) -> None:
-    """Check every file's SHA-256 (two threads: hashing releases the GIL)."""
-
-    def check(name: str) -> str | None:
-        path = manifest.directory / name
-        expected = manifest.files[name]
-        try:
-            if path.stat().st_size != expected["bytes"]:
-                return f"{path}: {path.stat().st_size} bytes, manifest says {expected['bytes']}"
-            if file_sha256(path) != expected["sha256"]:
-                return f"{path}: checksum mismatch (corrupt or modified)"
-        except FileNotFoundError:
-            return f"{path}: missing"
-        return None
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(check, sorted(manifest.files)) if p]
-    if problems:
-        raise IndexIntegrityError("; ".join(problems))
-
-
 def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> AlgorithmIndex:
-    codes = read_array(manifest, f"{name}.codes", verify=False)
-    offsets = read_array(manifest, f"{name}.entry_offsets", verify=False)
-    rows = read_array(manifest, f"{name}.entry_rows", verify=False)
+    codes = read_array(manifest, f"{name}.codes")
+    offsets = read_array(manifest, f"{name}.entry_offsets")
+    rows = read_array(manifest, f"{name}.entry_rows")
     if len(offsets) != len(codes) + 1 or (len(offsets) and offsets[-1] != len(rows)):
         raise IndexIntegrityError(f"{manifest.directory}: {name} entry tables do not fit its codes")
     search = data["search"]
     searcher: CodeSearcher
     if search["kind"] == "exact":
-        searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys", verify=False))
+        searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys"))
     elif search["kind"] == "mih":
         layout = MihLayout.from_json(int(data["bits"]), search)
         tables = MultiIndex(
             codes,
             layout,
-            read_array(manifest, f"{name}.mih_offsets", verify=False),
-            read_array(manifest, f"{name}.mih_ids", verify=False),
+            read_array(manifest, f"{name}.mih_offsets"),
+            read_array(manifest, f"{name}.mih_ids"),
         )
         searcher = MultiIndexSearcher(tables)
     elif search["kind"] == "flat":

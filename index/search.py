@@ -15,6 +15,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from hashmatch.index.artifact import row_keys
 from hashmatch.index.mih import MultiIndex
 
 __all__ = ["CodeSearcher", "ExactSearcher", "FlatSearcher", "MultiIndexSearcher", "SearchHits"]
@@ -88,8 +89,6 @@ class ExactSearcher:
         self.keys = keys
 
     def search(self, queries: np.ndarray, radius: int) -> SearchHits:
-        from hashmatch.index.artifact import row_keys
-
         queries = np.ascontiguousarray(queries, dtype=np.uint8)
         if len(self.codes) == 0 or len(queries) == 0:
             return _EMPTY, _EMPTY, _EMPTY

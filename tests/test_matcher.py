@@ -169,4 +169,3 @@ def test_match_many_takes_pil_images_without_md5_errors(index: Path, known_image
     results = list(Matcher.open(index).match_many([known_images[2], known_images[3]]))
     assert [r.status for r in results] == ["match", "match"]
     assert [r.source for r in results] == [0, 1]
-

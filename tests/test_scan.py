@@ -165,19 +165,8 @@ def test_resume_skips_recorded_paths_and_repairs_a_cut_line(world, tmp_path: Pat
     assert "(2 done earlier)" in again.stderr
 
 
-def _many_uploads(folder: Path, count: int) -> None:
-    folder.mkdir()
-    for seed in range(count):
-        save_image(synthetic_photo(1000 + seed, (900, 700)), folder / f"u{seed:03d}.jpg")
-
-
-@pytest.mark.slow
-def test_killed_scan_keeps_its_records_and_resume_completes_it(world, tmp_path: Path) -> None:
-    index, _ = world
-    uploads = tmp_path / "many"
-    _many_uploads(uploads, 40)
-    output = tmp_path / "out.jsonl"
-    command = [
+def _scan_command(index: Path, uploads: Path, output: Path, *options: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "hashmatch.cli",
@@ -189,49 +178,56 @@ def test_killed_scan_keeps_its_records_and_resume_completes_it(world, tmp_path: 
         str(output),
         "-f",
         "jsonl",
-        "-q",
-        "--workers",
-        "1",
+        *options,
     ]
-    process = subprocess.Popen(command)
+
+
+def _start_and_signal(
+    command: list[str], output: Path, signal_number: int, **popen: object
+) -> subprocess.Popen:
+    """Start a scan of 40 large uploads and send it a signal once it has written records."""
+    process = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 400):
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signal_number)
+    return process
+
+
+@pytest.fixture
+def many_uploads(tmp_path: Path) -> Path:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for seed in range(40):
+        save_image(synthetic_photo(1000 + seed, (900, 700)), folder / f"u{seed:03d}.jpg")
+    return folder
+
+
+@pytest.mark.slow
+def test_killed_scan_keeps_its_records_and_resume_completes_it(
+    world, many_uploads: Path, tmp_path: Path
+) -> None:
+    index, _ = world
+    output = tmp_path / "out.jsonl"
+    command = _scan_command(index, many_uploads, output, "-q", "--workers", "1")
+    _start_and_signal(command, output, signal.SIGKILL).wait()
     kept = [json.loads(line) for line in output.read_text().splitlines() if line.endswith("}")]
     assert 0 < len(kept) < 40
-    subprocess.run([*command[:-5], "--resume", str(output), "-q", "--workers", "2"], check=False)
+    resume = _scan_command(index, many_uploads, output, "-q", "--workers", "2")
+    resume[resume.index("-o") : resume.index("-o") + 2] = ["--resume", str(output)]
+    subprocess.run(resume, check=False)
     paths = [json.loads(line)["path"] for line in output.read_text().splitlines()]
     assert len(paths) == len(set(paths)) == 40
 
 
 @pytest.mark.slow
-def test_ctrl_c_flushes_prints_the_summary_and_exits_130(world, tmp_path: Path) -> None:
+def test_ctrl_c_flushes_prints_the_summary_and_exits_130(
+    world, many_uploads: Path, tmp_path: Path
+) -> None:
     index, _ = world
-    uploads = tmp_path / "many"
-    _many_uploads(uploads, 40)
     output = tmp_path / "out.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "hashmatch.cli",
-        "scan",
-        str(uploads),
-        "--index",
-        str(index),
-        "-o",
-        str(output),
-        "-f",
-        "jsonl",
-        "--workers",
-        "2",
-    ]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 400):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    command = _scan_command(index, many_uploads, output, "--workers", "2")
+    process = _start_and_signal(command, output, signal.SIGINT, stderr=subprocess.PIPE, text=True)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted after" in stderr and "Traceback" not in stderr

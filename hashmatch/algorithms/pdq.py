@@ -211,6 +211,5 @@ ALGORITHM = register_algorithm(
         compute=_compute,
         needs_pixels=True,
         description="Meta's PDQ: 256-bit DCT hash with quality score; the industry exchange format",
-        supports_dihedral=True,
     )
 )

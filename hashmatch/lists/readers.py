@@ -52,8 +52,8 @@ class RowBatch:
     labels: list[str | None] = field(default_factory=list)
     lists: list[str | None] = field(default_factory=list)
     extras: list[dict[str, str] | None] = field(default_factory=list)
-    problems: list[tuple[int, str]] = field(default_factory=list)
-    """Syntax problems found while reading, as (line, reason)."""
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
+    """Syntax problems found while reading, as (line, kind, reason)."""
     rows: int = 0
     """Data rows read, including those with problems and skipped ones."""
     skipped: int = 0
@@ -77,9 +77,9 @@ class RowBatch:
         self.lists.append(list_name)
         self.extras.append(extra)
 
-    def problem(self, line: int, reason: str) -> None:
-        self.rows += 1
-        self.problems.append((line, reason))
+    def reject(self, line: int, kind: str, reason: str) -> None:
+        """Record a problem: ``kind`` is its category for counts (``malformed line``...)."""
+        self.problems.append((line, kind, reason))
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -171,8 +171,9 @@ def _line_blocks(file: TextIO) -> Iterator[_Block]:
         number += len(lines) - (1 if skipping else 0)
 
 
-def _overlong_reason() -> str:
-    return f"line longer than {MAX_LINE_CHARS} characters"
+def _reject_overlong(batch: RowBatch, number: int) -> None:
+    batch.rows += 1
+    batch.reject(number, "line too long", f"line longer than {MAX_LINE_CHARS} characters")
 
 
 def _loaded_lines(block: _Block, batch: RowBatch) -> Iterator[tuple[int, str]]:
@@ -181,7 +182,7 @@ def _loaded_lines(block: _Block, batch: RowBatch) -> Iterator[tuple[int, str]]:
     for offset, text in enumerate(block.lines):
         number = block.first + offset
         if number in overlong:
-            batch.problem(number, _overlong_reason())
+            _reject_overlong(batch, number)
         else:
             yield number, text
 
@@ -196,11 +197,11 @@ def _token_batches(blocks: Iterable[_Block], list_format: str) -> Iterator[RowBa
             batch.rows += 1
             if list_format == "hex":
                 if len(tokens) != 1:
-                    batch.problems.append((number, "expected one hex hash per line"))
+                    batch.reject(number, "malformed line", "expected one hex hash per line")
                 else:
                     batch.add(number, None, tokens[0])
             elif len(tokens) < 2:
-                batch.problems.append((number, "expected ALGORITHM HASH"))
+                batch.reject(number, "malformed line", "expected ALGORITHM HASH")
             else:
                 entry_id = tokens[2] if len(tokens) > 2 else None
                 label = " ".join(tokens[3:]) or None
@@ -219,13 +220,14 @@ def _jsonl_batches(blocks: Iterable[_Block]) -> Iterator[RowBatch]:
             stripped = text.strip()
             if not stripped or stripped.startswith("#"):
                 continue
+            batch.rows += 1
             try:
                 record = json.loads(stripped)
             except json.JSONDecodeError as exc:
-                batch.problem(number, f"invalid JSON: {exc.msg}")
+                batch.reject(number, "invalid JSON", f"invalid JSON: {exc.msg}")
                 continue
             if not isinstance(record, dict):
-                batch.problem(number, "expected a JSON object")
+                batch.reject(number, "invalid JSON", "expected a JSON object")
                 continue
             _add_mapping(batch, number, {str(k): _text(v) for k, v in record.items()})
         if len(batch) >= BATCH_ROWS:
@@ -254,10 +256,9 @@ def _add_mapping(batch: RowBatch, number: int, record: dict[str, str | None]) ->
             fields[name] = value.strip() if isinstance(value, str) else value
         elif value not in (None, ""):
             extra[key] = value  # type: ignore[assignment]
-    batch.rows += 1
     value = fields.get("hash") or ""
     if not value:
-        batch.problems.append((number, "missing hash"))
+        batch.reject(number, "missing hash", "missing hash")
         return
     batch.add(
         number,
@@ -304,7 +305,7 @@ def _split_rows(
     if not overlong:
         return numbers, [text.split(delimiter) for text in block.lines]
     for number in sorted(overlong):
-        batch.problem(number, _overlong_reason())
+        _reject_overlong(batch, number)
     kept = [i for i, n in enumerate(numbers) if n not in overlong]
     return [numbers[i] for i in kept], [block.lines[i].split(delimiter) for i in kept]
 
@@ -316,7 +317,7 @@ def _quoted_rows(
     kept = []
     for number, text in numbered:
         if number in overlong:
-            batch.problem(number, _overlong_reason())
+            _reject_overlong(batch, number)
         else:
             kept.append((number, text))
     reader = csv.reader((text for _, text in kept), delimiter=delimiter)
@@ -328,7 +329,9 @@ def _quoted_rows(
         except StopIteration:
             return numbers, rows
         except csv.Error as exc:
-            batch.problem(kept[min(reader.line_num, len(kept)) - 1][0], f"malformed CSV: {exc}")
+            batch.rows += 1
+            number = kept[min(reader.line_num, len(kept)) - 1][0]
+            batch.reject(number, "malformed CSV", f"malformed CSV: {exc}")
             continue
         numbers.append(kept[reader.line_num - 1][0])
         rows.append(cells if cells else [""])
@@ -394,7 +397,9 @@ class _CsvLayout:
                     continue
                 if len(cells) != width:
                     batch.rows += 1
-                    batch.problems.append((number, f"expected {width} fields, got {len(cells)}"))
+                    batch.reject(
+                        number, "malformed line", f"expected {width} fields, got {len(cells)}"
+                    )
                     continue
                 kept_numbers.append(number)
                 kept_rows.append(cells)
@@ -408,7 +413,9 @@ class _CsvLayout:
         hashes = [c[at].strip() for c in rows]  # type: ignore[index]
         if not all(hashes):
             batch.problems.extend(
-                (n, "missing hash") for n, h in zip(numbers, hashes, strict=True) if not h
+                (n, "missing hash", "missing hash")
+                for n, h in zip(numbers, hashes, strict=True)
+                if not h
             )
             keep = [i for i, h in enumerate(hashes) if h]
             numbers, rows, hashes = (

@@ -46,8 +46,8 @@ class ValidChunk:
 
 def validate_batch(
     batch: RowBatch, default_algorithm: str | None
-) -> tuple[ValidChunk, list[tuple[int, str]]]:
-    """Split ``batch`` into valid hashes and ``(line, reason)`` problems, sorted by line."""
+) -> tuple[ValidChunk, list[tuple[int, str, str]]]:
+    """Split ``batch`` into valid hashes and ``(line, kind, reason)`` problems, by line."""
     problems = list(batch.problems)
     known = set(algorithm_names())
     names = {
@@ -64,14 +64,22 @@ def validate_batch(
     for name, positions in groups.items():
         if name is None:
             problems.extend(
-                (batch.lines[i], "no algorithm: give --algorithm or an algorithm column")
+                (
+                    batch.lines[i],
+                    "no algorithm",
+                    "no algorithm: give --algorithm or an algorithm column",
+                )
                 for i in positions
             )
         elif name not in known:
             why = UNSUPPORTED_SIGNALS.get(name)
             detail = f" ({why})" if why else ""
             problems.extend(
-                (batch.lines[i], f"unknown algorithm {batch.algorithms[i]!r}{detail}")
+                (
+                    batch.lines[i],
+                    "unknown algorithm",
+                    f"unknown algorithm {batch.algorithms[i]!r}{detail}",
+                )
                 for i in positions
             )
         else:
@@ -84,7 +92,7 @@ def validate_batch(
 
 
 def _decode(
-    name: str, batch: RowBatch, positions: list[int], problems: list[tuple[int, str]]
+    name: str, batch: RowBatch, positions: list[int], problems: list[tuple[int, str, str]]
 ) -> tuple[np.ndarray, list[int]]:
     bits = get_algorithm(name).bits
     digits = bits // 4
@@ -93,7 +101,11 @@ def _decode(
     if len(sized) != len(positions):
         ok = set(sized)
         problems.extend(
-            (lines[i], f"{name} hash must be {digits} hex digits, got {len(hashes[i])}")
+            (
+                lines[i],
+                "wrong length",
+                f"{name} hash must be {digits} hex digits, got {len(hashes[i])}",
+            )
             for i in positions
             if i not in ok
         )
@@ -103,7 +115,8 @@ def _decode(
         for i in sized:
             bad = _NON_HEX.search(hashes[i])
             if bad:
-                problems.append((lines[i], f"{name} hash has a non-hex character {bad.group()!r}"))
+                reason = f"{name} hash has a non-hex character {bad.group()!r}"
+                problems.append((lines[i], "non-hex character", reason))
             else:
                 clean.append(i)
         sized = clean
@@ -117,7 +130,8 @@ def _decode(
     if not bad_mask.any():
         return codes, sized
     for index in np.flatnonzero(bad_mask):
-        problems.append((lines[sized[index]], _degenerate_reason(name, int(counts[index]), bits)))
+        reason = _degenerate_reason(name, int(counts[index]), bits)
+        problems.append((lines[sized[index]], "degenerate hash", reason))
     keep = ~bad_mask
     return codes[keep], [i for i, ok in zip(sized, keep.tolist(), strict=True) if ok]
 
