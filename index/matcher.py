@@ -258,22 +258,14 @@ class Matcher:
 
     def verdict(
         self,
-        result: HashResult,
+        result: HashResult | HashOutcome,
         *,
         thresholds: Mapping[str, int] | None = None,
         dihedral: bool = True,
     ) -> MatchResult:
-        """Look up an already computed :class:`HashResult` and decide its status."""
-        return _verdict(self._snapshot, HashOutcome(None, result), thresholds, dihedral)
-
-    def outcome_verdict(
-        self,
-        outcome: HashOutcome,
-        *,
-        thresholds: Mapping[str, int] | None = None,
-        dihedral: bool = True,
-    ) -> MatchResult:
-        """The verdict for a batch hashing outcome: its error, or its hashes looked up."""
+        """Look up already computed hashes and decide their status; a failed
+        :class:`~hashmatch.batch.HashOutcome` becomes an ``error`` result."""
+        outcome = result if isinstance(result, HashOutcome) else HashOutcome(None, result)
         return _verdict(self._snapshot, outcome, thresholds, dihedral)
 
     def _start_watcher(self, interval: float) -> None:

@@ -59,9 +59,7 @@ def scan_sources(
         yield (
             number,
             source,
-            matcher.outcome_verdict(
-                outcome, thresholds=options.thresholds, dihedral=options.dihedral
-            ),
+            matcher.verdict(outcome, thresholds=options.thresholds, dihedral=options.dihedral),
         )
 
 
