@@ -70,6 +70,13 @@ def scan_command(
         bool,
         typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
     ] = True,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            "--recover/--no-recover",
+            help="Also match with a small crop (to about 7%) or tilt (2-5 degrees) undone.",
+        ),
+    ] = True,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Skip paths already in this jsonl output and append to it."),
@@ -112,6 +119,7 @@ def scan_command(
         parse_limits(max_bytes, max_pixels),
         workers,
         trim_borders,
+        recover,
     )
     columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
     writer = open_writer(

@@ -28,6 +28,8 @@ class HashJob:
     dihedral: bool = False
     limits: ImageLimits = DEFAULT_LIMITS
     trim_borders: bool = False
+    recover: bool = False
+    """Also hash the image with a small crop or tilt undone (:mod:`hashmatch.recovery`)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
             exact=job.exact,
             dihedral=job.dihedral,
             trim_borders=job.trim_borders,
+            recover=job.recover,
             limits=job.limits,
         )
     except Exception as exc:  # HashmatchError, or a bug: one file must not end a batch

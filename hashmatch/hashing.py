@@ -14,6 +14,7 @@ from hashmatch.loading import (
     open_image,
     trim_to_content,
 )
+from hashmatch.recovery import recovered_images
 from hashmatch.registry import Algorithm, resolve_algorithms
 
 __all__ = ["HashResult", "hash_image"]
@@ -38,6 +39,9 @@ class HashResult(Mapping[str, Hash]):
     trimmed: HashResult | None = None
     """With ``trim_borders``: the perceptual hashes of the picture inside uniform borders
     (letterbox, padding), or None when the image has no such border."""
+    recovered: dict[str, dict[str, Hash]] = field(default_factory=dict)
+    """With ``recover``: hashes of the image with a small crop or tilt undone, by algorithm
+    then edit name (:mod:`hashmatch.recovery`), for the algorithms those edits defeat (PDQ)."""
 
     def __getitem__(self, algorithm: str) -> Hash:
         return self.hashes[algorithm]
@@ -56,6 +60,7 @@ def hash_image(
     exact: bool = False,
     dihedral: bool = False,
     trim_borders: bool = False,
+    recover: bool = False,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> HashResult:
     """Hash ``source`` (path, bytes, binary file object or PIL image) with ``algorithms``.
@@ -64,7 +69,8 @@ def hash_image(
     once for all perceptual algorithms and not at all for md5/sha256, which hash the original
     bytes. ``exact`` hashes full-resolution pixels instead of the faster reduced decode;
     ``dihedral`` adds PDQ's seven rotated/flipped variants; ``trim_borders`` also hashes the
-    picture inside uniform borders (``result.trimmed``). Raises a
+    picture inside uniform borders (``result.trimmed``); ``recover`` also hashes the image
+    with a small crop or tilt undone (``result.recovered``). Raises a
     :class:`~hashmatch.HashmatchError` subclass naming the input when it cannot be hashed.
     """
     chosen = resolve_algorithms(algorithms)
@@ -75,7 +81,17 @@ def hash_image(
     if trim_borders and perceptual:
         cropped = trim_to_content(opened)
         if cropped is not None:
-            return replace(whole, trimmed=_compute(cropped, perceptual, dihedral))
+            whole = replace(whole, trimmed=_compute(cropped, perceptual, dihedral))
+    recoverable = [a for a in chosen if a.crop_sensitive]
+    if recover and recoverable:
+        edited = recovered_images(opened)
+        recovered = {
+            algorithm.name: {
+                name: algorithm.compute(image, False).hash for name, image in edited.items()
+            }
+            for algorithm in recoverable
+        }
+        whole = replace(whole, recovered=recovered)
     return whole
 
 

@@ -55,6 +55,9 @@ class Algorithm:
     description: str
     uses_color: bool = False
     """True if the hash needs colour; otherwise the fast path may decode luminance only."""
+    crop_sensitive: bool = False
+    """True if small crops and tilts move the hash past its threshold, so matching with
+    ``recover`` also hashes the query with them undone (:mod:`hashmatch.recovery`)."""
 
 
 _REGISTRY: dict[str, Algorithm] = {}

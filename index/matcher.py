@@ -127,6 +127,14 @@ class Matcher:
     def algorithms(self) -> list[str]:
         return list(self._snapshot.algorithms)
 
+    def threshold(self, algorithm: str, list_name: str | None = None) -> int:
+        """The distance up to which ``algorithm`` matches (for ``list_name``'s entries, which
+        may have their own); raises KeyError for an algorithm the index does not hold."""
+        snapshot = self._snapshot
+        if list_name is None:
+            return snapshot.algorithms[algorithm].threshold
+        return snapshot.threshold_for(algorithm, list_name)
+
     def reload(self) -> bool:
         """Switch to the published version if it changed; True if it did.
 
@@ -179,6 +187,7 @@ class Matcher:
         algorithms: Iterable[str] | None = None,
         dihedral: bool = True,
         trim_borders: bool = True,
+        recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> HashJob:
@@ -192,7 +201,7 @@ class Matcher:
             names = tuple(self._snapshot.algorithms)
             if isinstance(source, Image.Image):
                 names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
-        return HashJob(names, exact, dihedral, limits, trim_borders)
+        return HashJob(names, exact, dihedral, limits, trim_borders, recover)
 
     def match(
         self,
@@ -202,13 +211,16 @@ class Matcher:
         thresholds: Mapping[str, int] | None = None,
         dihedral: bool = True,
         trim_borders: bool = True,
+        recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> MatchResult:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
 
         ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
-        picture inside letterbox or padding borders. md5/sha256 come from the original bytes.
+        picture inside letterbox or padding borders; ``recover`` also matches the image with a
+        small crop or tilt undone (six more PDQ lookups).
+        md5/sha256 come from the original bytes.
         Never raises for a bad image: the result's status is then ``error``.
         """
         snapshot = self._snapshot
@@ -217,6 +229,7 @@ class Matcher:
             algorithms=algorithms,
             dihedral=dihedral,
             trim_borders=trim_borders,
+            recover=recover,
             exact=exact,
             limits=limits,
         )
@@ -231,6 +244,7 @@ class Matcher:
         thresholds: Mapping[str, int] | None = None,
         dihedral: bool = True,
         trim_borders: bool = True,
+        recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> Iterator[MatchResult]:
@@ -251,6 +265,7 @@ class Matcher:
             limits,
             workers,
             trim_borders,
+            recover,
         )
         for position, source, result in scan_sources(self, sources, options):
             label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else position
@@ -312,7 +327,7 @@ def _verdict(
     matches = _lookup(snapshot, result, thresholds, dihedral)
     if result.trimmed is not None:
         inner = _lookup(snapshot, result.trimmed, thresholds, dihedral)
-        matches = _merge(matches, [_as_trimmed(m) for m in inner])
+        matches = _merge(matches, [_as_derived(m, "trimmed") for m in inner])
     low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
     if low_quality:
         matches = [m for m in matches if m.algorithm != "pdq"]
@@ -334,8 +349,9 @@ def _verdict(
     )
 
 
-def _as_trimmed(match: Match) -> Match:
-    variant = f"trimmed+{match.variant}" if match.variant else "trimmed"
+def _as_derived(match: Match, derivation: str) -> Match:
+    """The match, its variant naming the derived picture it came from (``trimmed+rotate90``)."""
+    variant = f"{derivation}+{match.variant}" if match.variant else derivation
     return replace(match, variant=variant)
 
 
@@ -361,9 +377,11 @@ def _queries(
             if parsed.algorithm != algorithm:
                 raise ValueError(f"a {parsed.algorithm} hash given as {algorithm}")
             queries.setdefault(algorithm, []).append((None, parsed))
-    if dihedral and isinstance(hashes, HashResult):
-        for algorithm, variants in hashes.variants.items():
+    if isinstance(hashes, HashResult):
+        for algorithm, variants in hashes.variants.items() if dihedral else ():
             queries.setdefault(algorithm, []).extend(variants.items())
+        for algorithm, edits in hashes.recovered.items():
+            queries.setdefault(algorithm, []).extend(edits.items())
     return queries
 
 

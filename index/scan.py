@@ -29,6 +29,7 @@ class ScanOptions:
     limits: ImageLimits = DEFAULT_LIMITS
     workers: int = 1
     trim_borders: bool = True
+    recover: bool = False
 
 
 def scan_sources(
@@ -48,6 +49,7 @@ def scan_sources(
                 algorithms=options.algorithms,
                 dihedral=options.dihedral,
                 trim_borders=options.trim_borders,
+                recover=options.recover,
                 exact=options.exact,
                 limits=options.limits,
             )

@@ -210,6 +210,7 @@ ALGORITHM = register_algorithm(
         default_threshold=31,
         compute=_compute,
         needs_pixels=True,
+        crop_sensitive=True,
         description="Meta's PDQ: 256-bit DCT hash with quality score; the industry exchange format",
     )
 )
