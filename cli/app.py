@@ -10,6 +10,7 @@ from PIL import Image
 import hashmatch
 from hashmatch.cli import (
     demo_command,
+    eval_command,
     hash_command,
     index_command,
     lookup_command,
@@ -45,6 +46,7 @@ app.command("hash")(hash_command.hash_command)
 app.command("scan")(scan_command.scan_command)
 app.add_typer(index_command.app, name="index")
 app.command("lookup")(lookup_command.lookup_command)
+app.command("eval")(eval_command.eval_command)
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""``hashmatch eval``: recall and false positives of the matcher on edited copies of images.
+
+Exit codes: 0 report written, 2 bad input (no image could be hashed, unknown transform).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hashmatch.cli.options import parse_algorithms, parse_thresholds
+from hashmatch.cli.output import stderr_console
+from hashmatch.cli.progress import BatchProgress
+from hashmatch.errors import HashmatchError
+from hashmatch.parallel import default_workers
+from hashmatch.walking import walk_images
+
+if TYPE_CHECKING:
+    from hashmatch.index.evaluation import EvalResult
+
+EXIT_BAD_INPUT = 2
+
+
+def _images(paths: list[str], recursive: bool, console: Console) -> list[str]:
+    found = []
+    for entry in walk_images(paths, recursive=recursive):
+        if entry.error is not None:
+            console.print(f"skipped {entry.path}: {entry.error}", markup=False)
+        elif entry.skipped is None:
+            found.append(entry.path)
+    return found
+
+
+def eval_command(
+    images: Annotated[list[str], typer.Argument(help="The known images: files or directories.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Report directory (created if missing).")
+    ],
+    recursive: Annotated[
+        bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")
+    ] = False,
+    transforms: Annotated[
+        str,
+        typer.Option(
+            "--transforms",
+            "-t",
+            help="Comma-separated transforms, 'default' for the suite, e.g. "
+            "'default,jpeg_q20,rotate_3deg'. Steps chain with '+': 'resize_0.5+jpeg_q50'.",
+        ),
+    ] = "default",
+    algorithms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-a", "--algorithms", help="Perceptual algorithms [default: pdq,phash,dhash]."
+        ),
+    ] = None,
+    distractors: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--distractors", help="Unrelated images: more false-positive pairs (repeatable)."
+        ),
+    ] = None,
+    threshold: Annotated[
+        list[str] | None, typer.Option("--threshold", help="ALG=N instead of the default.")
+    ] = None,
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral/--no-dihedral", help="Also match rotations and flips.")
+    ] = True,
+    trim_borders: Annotated[
+        bool,
+        typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
+    ] = True,
+    recover: Annotated[
+        bool,
+        typer.Option("--recover/--no-recover", help="Also match with a small crop or tilt undone."),
+    ] = True,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Hashing processes.")
+    ] = default_workers(),
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Measure recall per transform and false positives; write report.md, results.json, plots.
+
+    The images become a known list and an index; each is edited by every transform and matched
+    as a scan would; every pair of distinct images measures false positives.
+    """
+    from hashmatch.fixtures.transforms import parse_transforms
+    from hashmatch.index.eval_report import write_report
+    from hashmatch.index.evaluation import EvalOptions, evaluate
+
+    console = stderr_console()
+    try:
+        chosen = parse_transforms(transforms)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'--transforms'") from None
+    if not chosen:
+        raise typer.BadParameter("no transform given", param_hint="'--transforms'")
+    options = EvalOptions(
+        tuple(chosen),
+        parse_algorithms(algorithms, ("pdq", "phash", "dhash")),
+        dihedral,
+        trim_borders,
+        recover,
+        parse_thresholds(threshold),
+        workers,
+    )
+    known = _images(images, recursive, console)
+    others = _images(distractors or [], True, console)
+    if not known:
+        console.print("error: no images found among the given paths")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    with BatchProgress("evaluating", [], enabled=not quiet) as progress:
+        for _ in range(len(known) + len(others)):
+            progress.discovered()
+        try:
+            result = evaluate(
+                known,
+                options,
+                distractors=others,
+                progress=lambda done, total: progress.advance(),
+            )
+        except HashmatchError as exc:
+            console.print(f"error: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    written = write_report(result, output)
+    _print_summary(result)
+    for path in result.failed:
+        console.print(f"could not hash {path}: {result.failed[path]}", markup=False)
+    console.print(f"wrote {', '.join(p.name for p in written)} to {output}", markup=False)
+
+
+def _print_summary(result: EvalResult) -> None:
+    algorithms = list(result.scores)
+    table = Table(title="Recall per transform", title_justify="left")
+    table.add_column("transform")
+    for algorithm in algorithms:
+        table.add_column(f"{algorithm} (<= {result.thresholds[algorithm]})", justify="right")
+    for name in result.options.transforms:
+        table.add_row(name, *(f"{result.scores[a][name].recall * 100:.1f}%" for a in algorithms))
+    table.add_row(
+        "false pairs",
+        *(f"{result.false_matches[a]} of {result.false_pairs}" for a in algorithms),
+        end_section=True,
+    )
+    Console(highlight=False).print(table)
