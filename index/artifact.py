@@ -33,6 +33,7 @@ from hashmatch.errors import IndexFormatError, IndexIntegrityError
 
 __all__ = [
     "CURRENT",
+    "ENTRY_LOOKUP",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST",
@@ -57,6 +58,9 @@ CURRENT = "CURRENT"
 VERSIONS = "versions"
 MANIFEST = "manifest.json"
 METADATA = "entries.sqlite"
+ENTRY_LOOKUP = "entries_by_entry_id"
+"""An SQLite index on (entry_id, list, algorithm), made when an index holds PDQ and another
+perceptual algorithm, so a 64-bit match can find the same entry's PDQ to confirm it."""
 
 _KEY_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],

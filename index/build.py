@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +31,7 @@ import numpy as np
 import hashmatch
 from hashmatch.errors import IndexBuildError
 from hashmatch.index.artifact import (
+    ENTRY_LOOKUP,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
@@ -152,6 +153,13 @@ def _build_version(
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with _EntryWriter(staging / METADATA) as database:
         accumulators, list_reports, list_thresholds = _ingest_lists(sources, options, database)
+    perceptual = [a for a in accumulators if get_algorithm(a).needs_pixels]
+    if "pdq" in perceptual and len(perceptual) > 1:
+        with closing(sqlite3.connect(staging / METADATA)) as connection:
+            connection.execute(
+                f"CREATE INDEX {ENTRY_LOOKUP} ON entries (entry_id, list, algorithm)"
+            )
+            connection.commit()
     # The writer has finished: every entry row is on disk before the checksums are taken.
     total = sum(sum(len(r) for r in acc.rowids) for acc in accumulators.values())
     if total == 0 and not options.allow_empty:

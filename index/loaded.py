@@ -11,13 +11,21 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hashmatch.errors import IndexIntegrityError
-from hashmatch.index.artifact import METADATA, Manifest, part_problems, read_array, read_manifest
+from hashmatch.index.artifact import (
+    ENTRY_LOOKUP,
+    METADATA,
+    Manifest,
+    part_problems,
+    read_array,
+    read_manifest,
+)
 from hashmatch.index.mih import MihLayout, MultiIndex
 from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
 
@@ -50,6 +58,20 @@ class AlgorithmIndex:
             self.entry_rows[self.entry_offsets[row] : self.entry_offsets[row + 1]]
             for row in code_rows.tolist()
         ]
+
+    def codes_of_entries(self, rowids: list[int]) -> np.ndarray:
+        """The stored codes of these entry rows (rows of this algorithm only)."""
+        positions = np.searchsorted(self._rows_sorted[0], rowids)
+        positions = np.minimum(positions, len(self._rows_sorted[0]) - 1)
+        found = self._rows_sorted[0][positions] == np.asarray(rowids, dtype=np.int64)
+        return self.codes[self._rows_sorted[1][positions[found]]]
+
+    @cached_property
+    def _rows_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Entry rows in ascending order, and the code row of each: the inverse of the CSR."""
+        owners = np.repeat(np.arange(len(self.codes)), np.diff(self.entry_offsets))
+        order = np.argsort(self.entry_rows, kind="stable")
+        return self.entry_rows[order].astype(np.int64), owners[order]
 
 
 class LoadedIndex:
@@ -99,6 +121,20 @@ class LoadedIndex:
                     rowid, list_name, entry_id, label, json.loads(metadata) if metadata else {}
                 )
         return found
+
+    def rows_of_entry(self, algorithm: str, list_name: str, entry_id: str) -> list[int] | None:
+        """The entry rows of ``algorithm`` for one list entry; None when this version has no
+        lookup by entry (built with one perceptual algorithm, or by an older hashmatch)."""
+        connection = self._connection()
+        if not self._has_entry_lookup:
+            return None
+        query = "SELECT rowid FROM entries WHERE entry_id = ? AND list = ? AND algorithm = ?"
+        return [row for (row,) in connection.execute(query, (entry_id, list_name, algorithm))]
+
+    @cached_property
+    def _has_entry_lookup(self) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+        return self._connection().execute(query, (ENTRY_LOOKUP,)).fetchone() is not None
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

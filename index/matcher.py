@@ -33,6 +33,10 @@ from hashmatch.walking import WalkEntry
 __all__ = ["LOW_QUALITY_THRESHOLD", "Match", "MatchResult", "Matcher"]
 
 LOW_QUALITY_THRESHOLD = 50
+PDQ_CONFIRMATION = 64
+"""A match by a 64-bit hash on an entry that also has a PDQ hash stands only when the query's
+PDQ is within this distance of that PDQ: 64-bit hashes of distinct photos collide far more
+often than PDQ, and PDQ of distinct photos stays above 75 (README, "Combining algorithms")."""
 """PDQ quality below this means too little detail: PDQ matches are not trusted."""
 
 _log = logging.getLogger("hashmatch.index")
@@ -328,6 +332,7 @@ def _verdict(
     if result.trimmed is not None:
         inner = _lookup(snapshot, result.trimmed, thresholds, dihedral)
         matches = _merge(matches, [_as_derived(m, "trimmed") for m in inner])
+    matches = _confirmed(snapshot, result, matches, dihedral)
     low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
     if low_quality:
         matches = [m for m in matches if m.algorithm != "pdq"]
@@ -347,6 +352,41 @@ def _verdict(
         result.height,
         snapshot.version,
     )
+
+
+def _confirmed(
+    snapshot: LoadedIndex, result: HashResult, matches: list[Match], dihedral: bool
+) -> list[Match]:
+    """``matches`` without the 64-bit ones the same entry's PDQ contradicts."""
+    if "pdq" not in snapshot.algorithms or "pdq" not in result.hashes:
+        return matches
+    kept: list[Match] = []
+    query: np.ndarray | None = None
+    for match in matches:
+        weak = match.algorithm != "pdq" and get_algorithm(match.algorithm).needs_pixels
+        rows = (
+            snapshot.rows_of_entry("pdq", match.list, match.entry_id)
+            if weak and match.entry_id is not None
+            else None
+        )
+        if not rows:  # not a 64-bit match, or nothing to confirm it with
+            kept.append(match)
+            continue
+        if query is None:
+            query = _pdq_queries(result, dihedral)
+        stored = snapshot.algorithms["pdq"].codes_of_entries(rows)
+        distances = np.bitwise_count(query[:, None, :] ^ stored[None, :, :]).sum(axis=2)
+        if int(distances.min()) <= PDQ_CONFIRMATION:
+            kept.append(match)
+    return kept
+
+
+def _pdq_queries(result: HashResult, dihedral: bool) -> np.ndarray:
+    """Every PDQ code the lookups searched for this image, as rows of bytes."""
+    hashes = [h for _, h in _queries(result, dihedral).get("pdq", [])]
+    if result.trimmed is not None:
+        hashes += [h for _, h in _queries(result.trimmed, dihedral).get("pdq", [])]
+    return np.frombuffer(b"".join(h.value for h in hashes), dtype=np.uint8).reshape(len(hashes), -1)
 
 
 def _as_derived(match: Match, derivation: str) -> Match:

@@ -169,3 +169,23 @@ def test_match_many_takes_pil_images_without_md5_errors(index: Path, known_image
     results = list(Matcher.open(index).match_many([known_images[2], known_images[3]]))
     assert [r.status for r in results] == ["match", "match"]
     assert [r.source for r in results] == [0, 1]
+
+
+def test_64_bit_matches_need_the_same_entrys_pdq_to_agree(tmp_path: Path) -> None:
+    upload, other = synthetic_photo(90), synthetic_photo(91)
+    mine, theirs = hash_image(upload, ("pdq", "ahash")), hash_image(other, ("pdq", "ahash"))
+    assert mine["pdq"].distance(theirs["pdq"]) > 64
+    entries = [
+        # the same picture in both hashes: the ahash match is confirmed
+        SyntheticEntry("pdq", mine["pdq"].hex, "same", "", "list"),
+        SyntheticEntry("ahash", mine["ahash"].hex, "same", "", "list"),
+        # an ahash collision on an entry whose PDQ is another picture: contradicted
+        SyntheticEntry("pdq", theirs["pdq"].hex, "collision", "", "list"),
+        SyntheticEntry("ahash", mine["ahash"].hex, "collision", "", "list"),
+        # an entry with no PDQ: nothing to confirm with, the ahash match stands
+        SyntheticEntry("ahash", mine["ahash"].hex, "ahash-only", "", "list"),
+    ]
+    build_index([ListSource(write_list(tmp_path / "l.csv", entries, "csv"))], tmp_path / "idx")
+    with Matcher.open(tmp_path / "idx") as matcher:
+        found = {(m.algorithm, m.entry_id) for m in matcher.match(upload).matches}
+    assert found == {("pdq", "same"), ("ahash", "same"), ("ahash", "ahash-only")}
