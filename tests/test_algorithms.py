@@ -19,8 +19,8 @@ def test_builtin_algorithms_are_registered_with_their_sizes_and_thresholds() -> 
         "pdq": (256, 31),
         "phash": (64, 10),
         "dhash": (64, 10),
-        "ahash": (64, 10),
-        "whash": (64, 10),
+        "ahash": (64, 3),
+        "whash": (64, 5),
         "md5": (128, 0),
         "sha256": (256, 0),
     }

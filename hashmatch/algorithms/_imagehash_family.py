@@ -12,11 +12,15 @@ from hashmatch.loading import OpenedImage
 from hashmatch.registry import Algorithm, Computed, register_algorithm
 
 DEFAULT_THRESHOLD_64 = 10
-"""About 15% of 64 bits: the usual cut-off for imagehash's 8x8 hashes."""
+"""About 15% of 64 bits: the usual cut-off for imagehash's 8x8 hashes, and where phash and
+dhash still matched no pair of distinct photos in ``hashmatch eval`` (README)."""
 
 
 def register_imagehash(
-    name: str, function: Callable[[Image.Image], imagehash.ImageHash], description: str
+    name: str,
+    function: Callable[[Image.Image], imagehash.ImageHash],
+    description: str,
+    threshold: int = DEFAULT_THRESHOLD_64,
 ) -> Algorithm:
     """Register ``function`` (an imagehash 8x8 hash) as the algorithm ``name``."""
 
@@ -28,7 +32,7 @@ def register_imagehash(
         Algorithm(
             name=name,
             bits=64,
-            default_threshold=DEFAULT_THRESHOLD_64,
+            default_threshold=threshold,
             compute=compute,
             needs_pixels=True,
             description=description,
