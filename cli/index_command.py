@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hashmatch.cli.options import parse_thresholds
 from hashmatch.cli.output import stderr_console
@@ -28,7 +29,7 @@ app = typer.Typer(
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    stderr_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
     return typer.Exit(EXIT_ERROR)
 
 

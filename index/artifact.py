@@ -6,7 +6,7 @@
       CURRENT                  name of the published version (replaced atomically)
       .lock                    held by a build while it writes and publishes
       versions/<version>/
-        manifest.json          format, counts, thresholds, lists, and a checksum per file
+        manifest.json          format, counts, thresholds, lists, a checksum per file and its own
         entries.sqlite         one row per list entry (list, id, label, metadata)
         <algorithm>.codes      unique codes, one row of bytes each
         <algorithm>.keys       64-bit row keys in ascending order (the codes' order)
@@ -14,7 +14,8 @@
         <algorithm>.mih_offsets / .mih_ids        multi-index hashing tables, when used
 
 Arrays are raw little-endian binary whose dtype and shape the manifest records; nothing is
-ever unpickled. Every file's SHA-256 is in the manifest and checked before use.
+ever unpickled. Every file's SHA-256 is in the manifest and checked before use, and (from
+format 2) the manifest carries a SHA-256 of its own content.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from hashmatch.errors import IndexFormatError, IndexIntegrityError
+from hashmatch.errors import IndexBuildError, IndexFormatError, IndexIntegrityError
 
 __all__ = [
     "CURRENT",
@@ -37,6 +40,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST",
+    "MANIFEST_CHECKSUM",
     "METADATA",
     "VERSIONS",
     "ArrayWriter",
@@ -44,19 +48,24 @@ __all__ = [
     "current_version",
     "file_sha256",
     "fsync_directory",
+    "manifest_checksum",
+    "naming_write_errors",
     "part_problem",
     "part_problems",
     "read_array",
     "read_manifest",
     "resolve_version",
     "row_keys",
+    "write_manifest",
 ]
 
 FORMAT_NAME = "hashmatch-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 added the manifest's own checksum; format 1 manifests (without it) are still read."""
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 MANIFEST = "manifest.json"
+MANIFEST_CHECKSUM = "manifest_sha256"
 METADATA = "entries.sqlite"
 ENTRY_LOOKUP = "entries_by_entry_id"
 """An SQLite index on (entry_id, list, algorithm), made when an index holds PDQ and another
@@ -101,6 +110,16 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+@contextmanager
+def naming_write_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, file size limit) into an IndexBuildError naming the file,
+    so a build fails with a message an operator can act on."""
+    try:
+        yield
+    except OSError as exc:
+        raise IndexBuildError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
 class ArrayWriter:
     """Writes arrays into a version directory, recording checksum, dtype and shape."""
 
@@ -114,7 +133,7 @@ class ArrayWriter:
         array = array.astype(dtype, copy=False)
         digest = hashlib.sha256()
         path = self.directory / name
-        with open(path, "wb") as file:
+        with naming_write_errors(path), open(path, "wb") as file:
             _write_blocks(file, array, digest)
             file.flush()
             os.fsync(file.fileno())
@@ -129,7 +148,7 @@ class ArrayWriter:
     def add_file(self, name: str) -> None:
         """Record a file written by other means (the SQLite database)."""
         path = self.directory / name
-        with open(path, "rb+") as file:
+        with naming_write_errors(path), open(path, "rb+") as file:
             os.fsync(file.fileno())
         os.chmod(path, 0o600)
         self.files[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
@@ -168,6 +187,25 @@ class Manifest:
         return self.data["files"]  # type: ignore[no-any-return]
 
 
+def manifest_checksum(data: dict[str, Any]) -> str:
+    """SHA-256 of everything else the manifest says, as canonical JSON: a damaged manifest is
+    refused even where the damage touches no file checksum (counts, lists, thresholds)."""
+    content = {key: value for key, value in data.items() if key != MANIFEST_CHECKSUM}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def write_manifest(directory: Path, data: dict[str, Any]) -> None:
+    """Write a version's manifest, checksummed and synced (it is the last file of a version)."""
+    path = directory / MANIFEST
+    text = json.dumps({**data, MANIFEST_CHECKSUM: manifest_checksum(data)}, indent=2) + "\n"
+    with naming_write_errors(path), open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    path.chmod(0o600)
+
+
 def read_manifest(directory: Path) -> Manifest:
     """Parse and check a version's manifest; raises IndexFormatError naming what is wrong."""
     path = directory / MANIFEST
@@ -189,10 +227,23 @@ def read_manifest(directory: Path) -> Manifest:
             f"{path}: index format version {version} is newer than this hashmatch supports"
             f" ({FORMAT_VERSION}); upgrade hashmatch or rebuild the index"
         )
+    _check_manifest_checksum(path, data)
     for key in ("version", "algorithms", "files", "lists"):
         if key not in data:
             raise IndexIntegrityError(f"{path}: manifest lacks {key!r}")
     return Manifest(path, data)
+
+
+def _check_manifest_checksum(path: Path, data: dict[str, Any]) -> None:
+    """Required from format 2; checked whenever present, so damage to the format version
+    cannot turn the check off."""
+    recorded = data.get(MANIFEST_CHECKSUM)
+    if recorded is None and data["format_version"] < 2:
+        return
+    if recorded is None:
+        raise IndexIntegrityError(f"{path}: manifest has no {MANIFEST_CHECKSUM}")
+    if recorded != manifest_checksum(data):
+        raise IndexIntegrityError(f"{path}: manifest checksum mismatch (corrupt or modified)")
 
 
 def current_version(index: Path) -> str | None:
@@ -203,6 +254,8 @@ def current_version(index: Path) -> str | None:
         return None
     except OSError as exc:
         raise IndexFormatError(f"{index}: cannot read {CURRENT}: {exc}") from None
+    except UnicodeDecodeError:
+        raise IndexIntegrityError(f"{index / CURRENT}: not a version name (not UTF-8)") from None
     if not name or "/" in name or name.startswith("."):
         raise IndexIntegrityError(f"{index / CURRENT}: invalid version name {name!r}")
     return name

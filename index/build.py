@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 
 import hashmatch
-from hashmatch.errors import IndexBuildError
+from hashmatch.errors import HashmatchError, IndexBuildError
 from hashmatch.index.artifact import (
     ENTRY_LOOKUP,
     FORMAT_NAME,
     FORMAT_VERSION,
-    MANIFEST,
     METADATA,
     VERSIONS,
     ArrayWriter,
@@ -42,6 +41,7 @@ from hashmatch.index.artifact import (
     current_version,
     read_manifest,
     row_keys,
+    write_manifest,
 )
 from hashmatch.index.diff import diff_manifests
 from hashmatch.index.mih import MultiIndex, choose_layout
@@ -126,17 +126,17 @@ def build_index(
         get_algorithm(algorithm)
     prepare_index_directory(index)
     with build_lock(index, on_wait):
-        previous = current_version(index)
+        previous = _readable_previous_version(index)
         name = new_version_name()
         staging = staging_directory(index, name)
         try:
             manifest, report = _build_version(sources, staging, name, options, index, previous)
+            if previous is not None:
+                _attach_diff(index, previous, manifest, report)
+            publish_version(index, staging, name)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # gone already once published
             raise
-        if previous is not None:
-            _attach_diff(index, previous, manifest, report)
-        publish_version(index, staging, name)
         report.removed_versions = remove_old_versions(index, options.keep_versions)
     report.elapsed_seconds = time.monotonic() - started
     return report
@@ -191,9 +191,7 @@ def _build_version(
         ],
         "files": writer.files,
     }
-    manifest_path = staging / MANIFEST
-    manifest_path.write_text(json.dumps(manifest_data, indent=2) + "\n", encoding="utf-8")
-    manifest_path.chmod(0o600)
+    write_manifest(staging, manifest_data)
     report = BuildReport(
         index=str(index),
         version=name,
@@ -329,10 +327,11 @@ class _EntryWriter:
         self._queue = context.Queue(maxsize=4)
         self._results = context.Queue()
         self._process = context.Process(
-            target=_write_entries, args=(str(path), self._queue, self._results)
+            target=_write_entries, args=(str(path), self._queue, self._results, os.getpid())
         )
         self._process.daemon = True
         self._process.start()
+        self._path = path
         self._closed = False
         self._error: str | None = None
 
@@ -362,36 +361,51 @@ class _EntryWriter:
             if self._error is None and self._process.exitcode != 0:
                 self._error = f"the writer process exited with code {self._process.exitcode}"
         if self._error is not None:
-            raise IndexBuildError(f"writing entries failed: {self._error}")
+            raise IndexBuildError(f"{self._path}: writing entries failed: {self._error}")
 
 
-def _write_entries(path: str, records_queue: Any, results: Any) -> None:
+def _write_entries(path: str, records_queue: Any, results: Any, builder: int) -> None:
     """The writer process: one transaction, then a result (None, or the error text).
 
     If the builder dies (killed mid-build) the writer notices it was orphaned and exits
     rather than waiting forever on a queue nobody will fill.
     """
-    builder = os.getppid()
+    received_end = False
     try:
         database = sqlite3.connect(path, isolation_level=None)
         database.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
         database.execute("BEGIN")
-        while True:
-            try:
-                records = records_queue.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != builder:
-                    return
-                continue
-            if records is None:
-                break
+        while (records := _next_records(records_queue, builder)) is not None:
             _insert_entries(database, records)
-        database.execute("COMMIT")
+        received_end = True
+        database.execute("COMMIT")  # most pages reach the file here: a full disk fails here
         database.close()
+    except _BuilderGone:
+        return
     except BaseException as exc:
         results.put(f"{type(exc).__name__}: {exc}")
-        while records_queue.get() is not None:  # drain so the builder never blocks
-            pass
+        if not received_end:  # drain so the builder never blocks on a full queue
+            with suppress(_BuilderGone):
+                while _next_records(records_queue, builder) is not None:
+                    pass
+
+
+class _BuilderGone(Exception):
+    """The builder died: nobody will send the end of the records or read the result."""
+
+
+def _next_records(records_queue: Any, builder: int) -> list[tuple[Any, ...]] | None:
+    """The next batch of records (None: the end), for as long as the builder lives.
+
+    ``builder`` is the builder's pid taken before the fork: a builder killed before this
+    process ran would otherwise go unnoticed (its parent would already be init).
+    """
+    while True:
+        try:
+            return records_queue.get(timeout=1.0)
+        except queue.Empty:
+            if os.getpid() != builder and os.getppid() != builder:
+                raise _BuilderGone from None
 
 
 _ROWS_PER_INSERT = 100
@@ -519,11 +533,19 @@ def _separate_collisions(
     return codes[order], keys[order], rowids[order]
 
 
+def _readable_previous_version(index: Path) -> str | None:
+    """The published version, or None if ``CURRENT`` is damaged: a rebuild is the repair."""
+    try:
+        return current_version(index)
+    except HashmatchError:
+        return None
+
+
 def _attach_diff(index: Path, previous: str, manifest: Manifest, report: BuildReport) -> None:
     try:
-        old = read_manifest(index / VERSIONS / previous)
-    except Exception:  # an unreadable previous version must not block a rebuild
+        diffs = diff_manifests(read_manifest(index / VERSIONS / previous), manifest)
+    except Exception:  # a damaged previous version must not block the rebuild repairing it
         return
-    for algorithm, diff in diff_manifests(old, manifest).items():
+    for algorithm, diff in diffs.items():
         if algorithm in report.algorithms:
             report.algorithms[algorithm].diff = diff

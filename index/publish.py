@@ -19,7 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hashmatch.errors import IndexBuildError
-from hashmatch.index.artifact import CURRENT, VERSIONS, current_version, fsync_directory
+from hashmatch.index.artifact import (
+    CURRENT,
+    VERSIONS,
+    current_version,
+    fsync_directory,
+    naming_write_errors,
+)
 
 __all__ = [
     "build_lock",
@@ -83,25 +89,43 @@ def staging_directory(index: Path, name: str) -> Path:
     for stale in (index / VERSIONS).glob(_STAGING_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
     path = index / VERSIONS / f"{_STAGING_PREFIX}{name}"
-    path.mkdir(mode=0o700)
+    with naming_write_errors(path):
+        path.mkdir(mode=0o700)
     return path
 
 
 def publish_version(index: Path, staging: Path, name: str) -> Path:
-    """Move a finished staging directory into place and point ``CURRENT`` at it."""
+    """Move a finished staging directory into place and point ``CURRENT`` at it.
+
+    If that fails before ``CURRENT`` is replaced (a full disk), the new version is removed
+    again, so a failed build leaves nothing behind; the caller removes the staging directory.
+    """
     final = index / VERSIONS / name
-    fsync_directory(staging)
-    os.rename(staging, final)
-    fsync_directory(index / VERSIONS)
-    pointer = index / (CURRENT + ".tmp")
-    with open(pointer, "w", encoding="utf-8") as file:
-        file.write(name + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.chmod(pointer, 0o600)
-    os.replace(pointer, index / CURRENT)
+    try:
+        fsync_directory(staging)
+        os.rename(staging, final)
+        fsync_directory(index / VERSIONS)
+        _point_current_at(index, name)
+    except OSError as exc:
+        shutil.rmtree(final, ignore_errors=True)
+        raise IndexBuildError(f"{index}: publishing version {name} failed ({exc})") from exc
     fsync_directory(index)
     return final
+
+
+def _point_current_at(index: Path, name: str) -> None:
+    """Replace ``CURRENT`` by rename: readers see the old name or the new one, never a part."""
+    pointer = index / (CURRENT + ".tmp")
+    try:
+        with open(pointer, "w", encoding="utf-8") as file:
+            file.write(name + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(pointer, 0o600)
+        os.replace(pointer, index / CURRENT)
+    except OSError:
+        pointer.unlink(missing_ok=True)
+        raise
 
 
 def remove_old_versions(index: Path, keep: int) -> list[str]:

@@ -39,7 +39,7 @@ def test_build_publishes_a_version_with_manifest_and_owner_only_files(tmp_path: 
     assert current_version(index) == report.version
     version = index / VERSIONS / report.version
     manifest = json.loads((version / MANIFEST).read_text())
-    assert manifest["format_version"] == 1 and manifest["entries"] == 10
+    assert manifest["format_version"] == 2 and manifest["entries"] == 10
     assert manifest["algorithms"]["pdq"]["codes"] == 10
     assert manifest["algorithms"]["pdq"]["threshold"] == 31
     assert manifest["lists"][0]["name"] == "known" and len(manifest["lists"][0]["sha256"]) == 64
