@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -92,8 +93,19 @@ class LoadedIndex:
             item["name"]: {k: int(v) for k, v in item.get("thresholds", {}).items()}
             for item in self.manifest.data["lists"]
         }
-        self._database_uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
-        self._local = threading.local()
+        uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
+        try:
+            # One connection for the version's lifetime, opened now: its open file keeps the
+            # entries readable even after newer builds delete this version's directory.
+            self._database = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._database.execute("SELECT count(*) FROM entries WHERE rowid = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise IndexIntegrityError(f"{directory / METADATA}: {exc}") from None
+        self._database_lock = threading.Lock()
+        # Python's sqlite3.Connection sits in a reference cycle with its statement cache, so
+        # dropping it leaves the file open until the cycle collector runs (in a long-lived
+        # process, possibly much later): close it as soon as this version is unreferenced.
+        weakref.finalize(self, self._database.close)
 
     @property
     def version(self) -> str:
@@ -104,10 +116,7 @@ class LoadedIndex:
         return listed if listed is not None else self.algorithms[algorithm].threshold
 
     def entries(self, rowids: list[int]) -> dict[int, EntryRecord]:
-        """The list entries with these row ids (one SQLite query)."""
-        if not rowids:
-            return {}
-        connection = self._connection()
+        """The list entries with these row ids."""
         found: dict[int, EntryRecord] = {}
         for start in range(0, len(rowids), 900):  # SQLite's bound-parameter limit
             batch = rowids[start : start + 900]
@@ -116,7 +125,7 @@ class LoadedIndex:
                 "SELECT rowid, list, entry_id, label, metadata FROM entries"
                 f" WHERE rowid IN ({marks})"
             )
-            for rowid, list_name, entry_id, label, metadata in connection.execute(query, batch):
+            for rowid, list_name, entry_id, label, metadata in self._query(query, batch):
                 found[rowid] = EntryRecord(
                     rowid, list_name, entry_id, label, json.loads(metadata) if metadata else {}
                 )
@@ -125,23 +134,24 @@ class LoadedIndex:
     def rows_of_entry(self, algorithm: str, list_name: str, entry_id: str) -> list[int] | None:
         """The entry rows of ``algorithm`` for one list entry; None when this version has no
         lookup by entry (built with one perceptual algorithm, or by an older hashmatch)."""
-        connection = self._connection()
         if not self._has_entry_lookup:
             return None
         query = "SELECT rowid FROM entries WHERE entry_id = ? AND list = ? AND algorithm = ?"
-        return [row for (row,) in connection.execute(query, (entry_id, list_name, algorithm))]
+        return [row for (row,) in self._query(query, [entry_id, list_name, algorithm])]
 
     @cached_property
     def _has_entry_lookup(self) -> bool:
         query = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
-        return self._connection().execute(query, (ENTRY_LOOKUP,)).fetchone() is not None
+        return bool(self._query(query, [ENTRY_LOOKUP]))
 
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self._database_uri, uri=True, check_same_thread=False)
-            self._local.connection = connection
-        return connection
+    def _query(self, query: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
+        """Rows of one query; the connection is shared, so threads take turns (a lookup's
+        queries take microseconds)."""
+        try:
+            with self._database_lock:
+                return self._database.execute(query, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise IndexIntegrityError(f"{self.directory / METADATA}: {exc}") from None
 
 
 def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> AlgorithmIndex:

@@ -194,18 +194,14 @@ class Matcher:
         recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
+        time_limit: float | None = None,
     ) -> HashJob:
         """What to compute for ``source``: the given algorithms, or the index's.
 
         Of the index's, md5/sha256 are left out for a PIL image, which has no file bytes.
         """
-        if algorithms is not None:
-            names = tuple(algorithms)
-        else:
-            names = tuple(self._snapshot.algorithms)
-            if isinstance(source, Image.Image):
-                names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
-        return HashJob(names, exact, dihedral, limits, trim_borders, recover)
+        names = _algorithms_for(self._snapshot, source) if algorithms is None else tuple(algorithms)
+        return HashJob(names, exact, dihedral, limits, trim_borders, recover, time_limit)
 
     def match(
         self,
@@ -218,24 +214,27 @@ class Matcher:
         recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
+        time_limit: float | None = None,
     ) -> MatchResult:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
 
         ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
         picture inside letterbox or padding borders; ``recover`` also matches the image with a
-        small crop or tilt undone (six more PDQ lookups).
+        small crop or tilt undone (six more PDQ lookups). ``time_limit`` abandons an image
+        that takes longer (status ``error``, kind ``timeout``; main thread only).
         md5/sha256 come from the original bytes.
         Never raises for a bad image: the result's status is then ``error``.
         """
-        snapshot = self._snapshot
+        snapshot = self._snapshot  # read once: what is hashed and what is searched agree
         job = self.hash_job(
             source,
-            algorithms=algorithms,
+            algorithms=algorithms if algorithms is not None else _algorithms_for(snapshot, source),
             dihedral=dihedral,
             trim_borders=trim_borders,
             recover=recover,
             exact=exact,
             limits=limits,
+            time_limit=time_limit,
         )
         return _verdict(snapshot, hash_file(source, job), thresholds, dihedral)
 
@@ -251,6 +250,7 @@ class Matcher:
         recover: bool = False,
         exact: bool = False,
         limits: ImageLimits = DEFAULT_LIMITS,
+        time_limit: float | None = None,
     ) -> Iterator[MatchResult]:
         """Match many images, yielding results as they complete (``result.source`` says which).
 
@@ -270,6 +270,7 @@ class Matcher:
             workers,
             trim_borders,
             recover,
+            time_limit,
         )
         for position, source, result in scan_sources(self, sources, options):
             label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else position
@@ -299,6 +300,14 @@ class Matcher:
 
         self._watcher = threading.Thread(target=watch, name="hashmatch-reload", daemon=True)
         self._watcher.start()
+
+
+def _algorithms_for(snapshot: LoadedIndex, source: ImageSource | WalkEntry) -> tuple[str, ...]:
+    """The index's algorithms, less md5/sha256 for a PIL image (it has no file bytes)."""
+    names = tuple(snapshot.algorithms)
+    if isinstance(source, Image.Image):
+        names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
+    return names
 
 
 def _nearest_first(match: Match) -> tuple[int, str, str, str]:

@@ -128,7 +128,10 @@ def test_csv_table_and_hashes(world) -> None:
     rows = runner.invoke(app, [*base, "-f", "csv", "--with-hashes"]).stdout.splitlines()
     assert rows[0] == "path,status,matches,error,pdq,pdq_quality"
     assert ",match," in rows[1] and '""entry_id"": ""case-0""' in rows[1]
-    table = runner.invoke(app, ["scan", str(uploads), "--index", str(index), "-f", "table"]).stdout
+    wide = {"COLUMNS": "400"}  # temporary paths are long: keep rich from shortening them
+    table = runner.invoke(
+        app, ["scan", str(uploads), "--index", str(index), "-f", "table"], env=wide
+    ).stdout
     assert "a-reencoded.jpg" in table and "feed/case-0" in table and "stranger" not in table
     record = json.loads(runner.invoke(app, [*base, "-f", "jsonl", "--with-hashes"]).stdout)
     assert record["hashes"]["pdq"] == hash_image(uploads / "a-reencoded.jpg")["pdq"].hex
