@@ -90,6 +90,15 @@ def scan_command(
     ] = False,
     max_bytes: Annotated[int | None, typer.Option(help="Refuse files larger than this.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            "--time-limit",
+            min=0,
+            help="Seconds one file may take to decode and hash (0: no limit); "
+            "slower files are reported as timeout errors.",
+        ),
+    ] = 30.0,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress bar or summary.")
     ] = False,
@@ -120,6 +129,7 @@ def scan_command(
         workers,
         trim_borders,
         recover,
+        time_limit or None,
     )
     columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
     writer = open_writer(

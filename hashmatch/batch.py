@@ -10,7 +10,8 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from hashmatch.errors import HashmatchError, ImageError
+from hashmatch.deadline import DeadlineExceeded, deadline
+from hashmatch.errors import HashmatchError, ImageError, ImageTimeoutError
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.parallel import parallel_map
@@ -30,6 +31,9 @@ class HashJob:
     trim_borders: bool = False
     recover: bool = False
     """Also hash the image with a small crop or tilt undone (:mod:`hashmatch.recovery`)."""
+    time_limit: float | None = None
+    """Seconds one file may take before it is abandoned as a ``timeout`` error; applied where
+    :func:`~hashmatch.deadline.deadline_supported` (worker processes, the main thread)."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,19 @@ def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
         source = source.path
     path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     try:
-        result = hash_image(
-            source,
-            job.algorithms,
-            exact=job.exact,
-            dihedral=job.dihedral,
-            trim_borders=job.trim_borders,
-            recover=job.recover,
-            limits=job.limits,
+        with deadline(job.time_limit):
+            result = hash_image(
+                source,
+                job.algorithms,
+                exact=job.exact,
+                dihedral=job.dihedral,
+                trim_borders=job.trim_borders,
+                recover=job.recover,
+                limits=job.limits,
+            )
+    except DeadlineExceeded as exc:
+        return HashOutcome(
+            path, None, describe_error(ImageTimeoutError(path or "<image>", str(exc)))
         )
     except Exception as exc:  # HashmatchError, or a bug: one file must not end a batch
         return HashOutcome(path, None, describe_error(exc))

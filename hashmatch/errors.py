@@ -16,6 +16,7 @@ __all__ = [
     "ImageDecodeError",
     "ImageError",
     "ImageReadError",
+    "ImageTimeoutError",
     "ImageTooLargeError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
@@ -30,7 +31,8 @@ class ImageError(HashmatchError):
     """An image could not be turned into pixels; ``source`` names the input."""
 
     kind = "image"
-    """A short, stable label for reports: ``read``, ``decode``, ``too_large``, ``unsupported``."""
+    """A short, stable label for reports: ``read``, ``decode``, ``too_large``, ``unsupported``,
+    ``timeout``."""
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
@@ -60,6 +62,12 @@ class UnsupportedImageError(ImageError):
     """The input is not an image format we can decode (text, PDF, SVG, unknown bytes...)."""
 
     kind = "unsupported"
+
+
+class ImageTimeoutError(ImageError):
+    """Hashing the input took longer than the configured time limit and was abandoned."""
+
+    kind = "timeout"
 
 
 class UnknownAlgorithmError(HashmatchError, ValueError):

@@ -30,6 +30,8 @@ class ScanOptions:
     workers: int = 1
     trim_borders: bool = True
     recover: bool = False
+    time_limit: float | None = None
+    """Seconds one file may take to decode and hash before it becomes a ``timeout`` error."""
 
 
 def scan_sources(
@@ -50,6 +52,7 @@ def scan_sources(
                 dihedral=options.dihedral,
                 trim_borders=options.trim_borders,
                 recover=options.recover,
+                time_limit=options.time_limit,
                 exact=options.exact,
                 limits=options.limits,
             )
