@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -189,3 +190,21 @@ def test_64_bit_matches_need_the_same_entrys_pdq_to_agree(tmp_path: Path) -> Non
     with Matcher.open(tmp_path / "idx") as matcher:
         found = {(m.algorithm, m.entry_id) for m in matcher.match(upload).matches}
     assert found == {("pdq", "same"), ("ahash", "same"), ("ahash", "ahash-only")}
+
+
+def test_nothing_logs_hashes_or_pixels(
+    index: Path, known_images, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    matcher = Matcher.open(index, reload_interval=0.05)
+    result = matcher.match(encode(known_images[0], "JPEG", quality=90), recover=True)
+    assert result.matched
+    current = index / (index / "CURRENT").read_text().strip()
+    (index / "CURRENT").write_text("versions/missing\n")  # the background reload now fails
+    time.sleep(0.3)
+    matcher.close()
+    (index / "CURRENT").write_text(str(current.relative_to(index)) + "\n")
+    assert any("reload" in record.getMessage() for record in caplog.records)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for value in [*result.hashes.values(), *(m.hash for m in result.matches)]:
+        assert str(value) not in logged and getattr(value, "hex", value) not in logged
