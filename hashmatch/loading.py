@@ -27,12 +27,18 @@ from hashmatch.errors import (
     ImageTooLargeError,
     UnsupportedImageError,
 )
-from hashmatch.formats import decodable_formats, describe_non_image
+from hashmatch.formats import (
+    SNIFF_BYTES,
+    decodable_formats,
+    describe_non_image,
+    sniff_image_format,
+)
 from hashmatch.pixels import to_grey, to_rgb
 from hashmatch.reduction import AxisBoxes, orient_axes
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "PYTHON_DECODER_MAX_PIXELS",
     "WORKING_SIZE",
     "ImageLimits",
     "ImageSource",
@@ -57,7 +63,14 @@ _ORIENTATION_TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_REDUCIBLE_MODES = {"RGB", "L", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"}
+_REDUCIBLE_MODES = {"RGB", "L", "CMYK", "YCbCr", "RGBX", "LAB", "HSV", "RGBa", "La", "I", "F"}
+"""Modes whose box average is a meaningful pixel (not palette indices, not straight alpha)."""
+_PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
+
+PYTHON_DECODER_MAX_PIXELS = 2 * 1024 * 1024
+"""Pixel limit for encodings Pillow decodes in pure Python (RLE-compressed BMP, plain PPM):
+a hostile file makes them spend time per declared pixel, under a second at this size. Real
+files of these legacy encodings are far smaller."""
 
 try:  # HEIC/HEIF when the optional plugin is installed; AVIF is built into current Pillow.
     from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
@@ -75,6 +88,9 @@ class ImageLimits:
     """Largest encoded input read, in bytes."""
     max_pixels: int = 128 * 1024 * 1024
     """Largest declared width x height decoded; checked from the header, before decoding."""
+    max_side: int = 65_535
+    """Longest width or height (JPEG's own maximum). Hashing costs grow with the longer side,
+    not only the pixel count: a 64 KB PNG declaring 4194304x16 took PDQ 25 s and 5 GB."""
 
 
 DEFAULT_LIMITS = ImageLimits()
@@ -144,6 +160,9 @@ def open_image(
     try:
         image = Image.open(io.BytesIO(data), formats=decodable_formats())
     except UnidentifiedImageError:
+        claimed = sniff_image_format(data[:SNIFF_BYTES])
+        if claimed is not None:  # the signature says image: a broken file, not another format
+            raise ImageDecodeError(name, f"broken {claimed} header") from None
         raise UnsupportedImageError(name, describe_non_image(data[:512])) from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(name, f"decompression bomb refused by Pillow: {exc}") from None
@@ -151,6 +170,7 @@ def open_image(
         raise ImageDecodeError(name, f"broken image header ({_describe(exc)})") from None
     width, height = image.size
     _check_pixels(name, width, height, limits)
+    _check_python_decoded(name, image)
     # PNG keeps EXIF after the pixels, so asking for it would decode; the decode reads it.
     if image.format != "PNG" and _orientation(image) in (5, 6, 7, 8):
         width, height = height, width
@@ -257,11 +277,32 @@ def _check_bytes(name: str, size: int, limits: ImageLimits) -> None:
 def _check_pixels(name: str, width: int, height: int, limits: ImageLimits) -> None:
     if width <= 0 or height <= 0:
         raise ImageDecodeError(name, f"declares an empty size {width}x{height}")
+    if max(width, height) > limits.max_side:
+        raise ImageTooLargeError(
+            name, f"{width}x{height} has a side longer than the limit of {limits.max_side}"
+        )
     if width * height > limits.max_pixels:
         raise ImageTooLargeError(
             name,
             f"{width}x{height} = {width * height} pixels exceeds the limit of "
             f"{limits.max_pixels} (decompression bomb?)",
+        )
+
+
+def _check_python_decoded(name: str, image: Image.Image) -> None:
+    """Refuse big images that Pillow would decode in Python (RLE BMPs, plain-text PPMs).
+
+    Those decoders cost time per declared pixel, not per input byte: Pillow pads each short
+    RLE row one byte at a time, so a 4 KB BMP declaring 65535x1000 took 18 s to decode.
+    """
+    width, height = image.size
+    if width * height <= PYTHON_DECODER_MAX_PIXELS:
+        return
+    if any(tile[0] in Image.DECODERS for tile in getattr(image, "tile", ())):
+        raise ImageTooLargeError(
+            name,
+            f"{width}x{height} = {width * height} pixels exceeds the limit of"
+            f" {PYTHON_DECODER_MAX_PIXELS} for {image.format} images Pillow decodes in Python",
         )
 
 
@@ -283,8 +324,8 @@ def _decode(opened: OpenedImage) -> LoadedImage:
         image.load()
         box = _draft_box(original_width, original_height, image.size)
         orientation = _orientation(image)
-        if not exact and image.mode in _REDUCIBLE_MODES:
-            image, box = _reduce(image, box)
+        if not exact:
+            image, box = _reduce_early(image, box)
         image = to_grey(image) if opened.grey else to_rgb(image)
         if not exact:
             image, box = _reduce(image, box)
@@ -313,6 +354,27 @@ def _draft_box(width: int, height: int, decoded_size: tuple[int, int]) -> int:
         if (-(-width // box), -(-height // box)) == decoded_size:
             return box
     raise ValueError(f"unexpected decoded size {decoded_size} for {width}x{height}")
+
+
+def _reduce_early(image: Image.Image, box: int) -> tuple[Image.Image, int]:
+    """Fast path: reduce before the mode conversion, so a big image is never converted whole.
+
+    Converting first cost up to 27 bytes a pixel (3.6 GB for a 260 KB 16-bit PNG at the pixel
+    limit). Transparent palettes become RGBA and alpha is premultiplied, so each reduced pixel
+    flattens onto the background like the block it averages; 16-bit samples are widened to
+    32 bits, which ``reduce`` takes.
+    """
+    if min(image.size) // WORKING_SIZE < 2:
+        return image, box
+    if image.mode in ("P", "PA") and image.has_transparency_data:
+        image = image.convert("RGBA")  # indices do not average; colours with alpha do
+    if image.mode in _PREMULTIPLIED:
+        image = image.convert(_PREMULTIPLIED[image.mode])
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    if image.mode not in _REDUCIBLE_MODES:
+        return image, box
+    return _reduce(image, box)
 
 
 def _reduce(image: Image.Image, box: int) -> tuple[Image.Image, int]:

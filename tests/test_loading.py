@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import sys
 import threading
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from hashmatch import (
 )
 from hashmatch.fixtures.hostile import encode, png_declaring, truncated
 from hashmatch.fixtures.images import save_image, synthetic_photo
+from hashmatch.fixtures.peak_rss import run_measuring_peak_rss
 from hashmatch.pixels import TRANSPARENT_BACKGROUND
 
 
@@ -351,3 +356,65 @@ def test_fast_path_decodes_luminance_only_when_the_hashes_need_no_colour(photo) 
     colour = hash_image(data, ("pdq", "phash"), exact=True)
     assert grey["pdq"].distance(colour["pdq"]) <= 6
     assert grey["phash"].distance(colour["phash"]) <= 4
+
+
+# --- costs a small hostile file could run up (found by bench/fuzz.py) -------------------------
+
+
+def test_big_rle_bmp_is_refused_before_pillow_pads_it_in_python() -> None:
+    from hashmatch.fixtures.fuzz_seeds import bmp_rle_row_padding
+
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match=r"65535x1000 .* Pillow decodes in Python"):
+        hash_image(bmp_rle_row_padding(65_535, 1000))  # 4 KB; took 18 s to decode
+    assert time.perf_counter() - started < 1.0
+    assert hash_image(bmp_rle_row_padding(64, 64)).width == 64  # a small RLE BMP still loads
+
+
+def test_a_side_longer_than_the_limit_is_refused_from_the_header() -> None:
+    with pytest.raises(ImageTooLargeError, match="65536x16 has a side longer than the limit"):
+        hash_image(png_declaring(65_536, 16))  # PDQ alone took 25 s and 5 GB on such a strip
+    with pytest.raises(ImageTooLargeError, match="limit of 1000"):
+        hash_image(png_declaring(1001, 10), limits=ImageLimits(max_side=1000))
+
+
+_PALETTE = ((b"PLTE", b"\0\0\0\xff\xff\xff"), (b"tRNS", b"\0"))
+
+
+def _blank_png(size: int, bit_depth: int, colour_type: int, channels: int, chunks=()) -> bytes:
+    """A valid all-zero square PNG streamed row by row, so no big image is ever in memory."""
+    header = struct.pack(">IIBBBBB", size, size, bit_depth, colour_type, 0, 0, 0)
+    row = bytes(1 + size * channels * bit_depth // 8)
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(size)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in ((b"IHDR", header), *chunks, (b"IDAT", pixels), (b"IEND", b""))
+    )
+
+
+@pytest.mark.parametrize(
+    ("bit_depth", "colour_type", "channels", "chunks"),
+    [(16, 0, 1, ()), (8, 6, 4, ()), (8, 4, 2, ()), (8, 3, 1, _PALETTE)],
+    ids=["16-bit grey", "RGBA", "grey+alpha", "palette+transparency"],
+)
+def test_big_alpha_and_16_bit_images_are_reduced_before_conversion(
+    tmp_path: Path, bit_depth: int, colour_type: int, channels: int, chunks
+) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(_blank_png(5000, bit_depth, colour_type, channels, chunks))
+    code = "import sys; from hashmatch import hash_image; hash_image(sys.argv[1])"
+    done = run_measuring_peak_rss([sys.executable, "-c", code, str(path)])
+    assert done.returncode == 0, done.stderr
+    # 25 Mpx: up to 10 bytes a pixel now; converting first took 17-28 (700 MB for 16-bit).
+    assert done.peak_mb < 10 * 25 + 60
+
+
+def test_big_transparent_image_hashes_like_its_flattened_copy_on_the_fast_path() -> None:
+    photo = synthetic_photo(12, (1600, 1200))  # big enough to be reduced before flattening
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(photo.size))
+    flattened = Image.new("RGB", photo.size, TRANSPARENT_BACKGROUND)
+    flattened.paste(rgba, mask=rgba.getchannel("A"))
+    assert pdq(encode(rgba, "PNG")).distance(pdq(encode(flattened, "PNG"))) <= 2
+    assert pdq(encode(rgba.convert("LA"), "PNG")).distance(pdq(encode(flattened, "PNG"))) <= 2
