@@ -2,8 +2,9 @@
 
 jsonl and csv stream (one line per record as it is written, flushed), so a long run keeps what
 it wrote if killed. CSV cells that a spreadsheet would run as a formula are prefixed with
-``'``. Non-UTF-8 file names survive: in jsonl as ``\\udcXX`` escapes that decode back to the
-same name, in csv as their original bytes.
+``'``; table cells are plain text (no rich markup, control characters shown escaped).
+Non-UTF-8 file names survive: in jsonl as ``\\udcXX`` escapes that decode back to the same
+name, in csv as their original bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["OutputFormat", "RecordWriter", "choose_format", "open_writer", "stderr_console"]
 
@@ -128,7 +130,8 @@ class _TableWriter:
         self._rows.append([_cell_text(record.get(column)) for column in self._columns])
 
     def close(self) -> None:
-        table = Table(title=self._title, show_lines=False)
+        title = None if self._title is None else _inert_text(self._title)
+        table = Table(title=title, show_lines=False)
         for column in self._columns:
             table.add_column(column, overflow="fold")
         for row in self._rows:
@@ -138,9 +141,18 @@ class _TableWriter:
             self._stream.close()
 
 
-def _cell_text(value: Any) -> str:
+def _cell_text(value: Any) -> Text:
     if value is None:
-        return ""
+        return Text("")
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value).encode("utf-8", "replace").decode("utf-8")
+        return _inert_text(json.dumps(value, ensure_ascii=False))
+    return _inert_text(str(value).encode("utf-8", "replace").decode("utf-8"))
+
+
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+
+
+def _inert_text(text: str) -> Text:
+    """Labels, ids and paths come from lists and disks: shown as typed, never as rich markup
+    (``[/]`` crashed the table) or terminal escapes (``\\x1b[2J`` would clear the screen)."""
+    return Text(text.translate(_CONTROL_ESCAPES))

@@ -3,8 +3,9 @@
 Formats: CSV with a header (long: a hash column and an algorithm column; or wide: one column
 per algorithm, as ``hashmatch hash --format csv`` writes), ``ALGORITHM HASH [ID [LABEL]]``
 lines (python-threatexchange's local format), plain hex per line, and JSONL with the CSV's
-keys. UTF-8 with or without BOM, any line ending; blank lines and ``#`` comments are skipped
-in the line formats. Lines longer than :data:`MAX_LINE_CHARS` are reported, never loaded.
+keys. UTF-8 with or without BOM (or UTF-16/32 with one), any line ending; blank lines and ``#``
+comments are skipped in the line formats. Lines longer than :data:`MAX_LINE_CHARS` are
+reported, never loaded.
 
 Files are read in blocks and split into columns with C-level string operations, so a
 ten-million-line list is read in seconds; rows come out in :class:`RowBatch` columns.
@@ -22,6 +23,7 @@ from typing import TextIO
 
 from hashmatch.errors import HashListError
 from hashmatch.lists.columns import canonical_algorithm, canonical_column
+from hashmatch.lists.quoted import split_quoted_records
 from hashmatch.registry import algorithm_names
 
 __all__ = [
@@ -85,9 +87,22 @@ class RowBatch:
         return len(self.lines)
 
 
+_BOM_ENCODINGS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+"""Byte order marks of the encodings spreadsheets export as "Unicode text", longest first."""
+
+
 def open_text(path: Path) -> TextIO:
-    """UTF-8 (BOM dropped); undecodable bytes become U+FFFD rather than stopping the read."""
-    return open(path, encoding="utf-8-sig", errors="replace")
+    """UTF-8 (BOM dropped), or UTF-16/32 when a BOM says so (a UTF-16 export read as UTF-8
+    would be all NULs); undecodable bytes become U+FFFD rather than stopping the read."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    encoding = next((name for bom, name in _BOM_ENCODINGS if head.startswith(bom)), "utf-8-sig")
+    return open(path, encoding=encoding, errors="replace")
 
 
 def detect_format(path: Path) -> str:
@@ -166,9 +181,21 @@ def _line_blocks(file: TextIO) -> Iterator[_Block]:
             if len(line) > MAX_LINE_CHARS:
                 overlong.append(number + index)
                 lines[index] = ""
-        yield _Block(number, lines, overlong)
+        yield from _bounded_blocks(number, lines, overlong)
         # An unfinished overlong line is counted once its end is found (see above).
         number += len(lines) - (1 if skipping else 0)
+
+
+def _bounded_blocks(first: int, lines: list[str], overlong: list[int]) -> Iterator[_Block]:
+    """The lines in blocks of at most :data:`BATCH_ROWS`: 4 MiB of two-byte lines is two
+    million rows, and a batch that size of junk took 900 MB to read and reject."""
+    if len(lines) <= BATCH_ROWS:
+        yield _Block(first, lines, overlong)
+        return
+    for start in range(0, len(lines), BATCH_ROWS):
+        part = lines[start : start + BATCH_ROWS]
+        begin, end = first + start, first + start + len(part)
+        yield _Block(begin, part, [n for n in overlong if begin <= n < end])
 
 
 def _reject_overlong(batch: RowBatch, number: int) -> None:
@@ -206,7 +233,7 @@ def _token_batches(blocks: Iterable[_Block], list_format: str) -> Iterator[RowBa
                 entry_id = tokens[2] if len(tokens) > 2 else None
                 label = " ".join(tokens[3:]) or None
                 batch.add(number, tokens[0], tokens[1], entry_id, label)
-        if len(batch) >= BATCH_ROWS:
+        if batch.rows >= BATCH_ROWS:  # rows, not entries: rejected rows take memory too
             yield batch
             batch = RowBatch()
     if batch.rows:
@@ -230,7 +257,7 @@ def _jsonl_batches(blocks: Iterable[_Block]) -> Iterator[RowBatch]:
                 batch.reject(number, "invalid JSON", "expected a JSON object")
                 continue
             _add_mapping(batch, number, {str(k): _text(v) for k, v in record.items()})
-        if len(batch) >= BATCH_ROWS:
+        if batch.rows >= BATCH_ROWS:  # rows, not entries: rejected rows take memory too
             yield batch
             batch = RowBatch()
     if batch.rows:
@@ -277,16 +304,21 @@ def _csv_batches(path: Path, blocks: Iterator[_Block]) -> Iterator[RowBatch]:
     layout = _CsvLayout(path, header, header_line)
     batch = RowBatch()
     quoted = False
+    carried: _Block | None = None
     for current in _prepend(block, blocks):
+        if carried is not None:  # a quoted record open at the end of the previous block
+            current = _Block(carried.first, carried.lines + current.lines, current.overlong)
         quoted = quoted or '"' in "".join(current.lines)
         overlong = set(current.overlong)
         if quoted:  # from the first quote on, the csv module parses (quotes, embedded commas)
-            layout.add_rows(batch, *_quoted_rows(current, overlong, delimiter, batch))
+            carried = _quoted_rows(current, overlong, delimiter, layout, batch, final=False)
         else:
             layout.add_rows(batch, *_split_rows(current, overlong, delimiter, batch))
-        if len(batch) >= BATCH_ROWS:
+        if batch.rows >= BATCH_ROWS:  # rows, not entries: rejected rows take memory too
             yield batch
             batch = RowBatch()
+    if carried is not None:
+        _quoted_rows(carried, set(), delimiter, layout, batch, final=True)
     if batch.rows:
         yield batch
 
@@ -311,30 +343,27 @@ def _split_rows(
 
 
 def _quoted_rows(
-    block: _Block, overlong: set[int], delimiter: str, batch: RowBatch
-) -> tuple[list[int], list[list[str]]]:
-    numbered = [(block.first + i, text) for i, text in enumerate(block.lines)]
-    kept = []
-    for number, text in numbered:
-        if number in overlong:
-            _reject_overlong(batch, number)
-        else:
-            kept.append((number, text))
-    reader = csv.reader((text for _, text in kept), delimiter=delimiter)
-    numbers: list[int] = []
-    rows: list[list[str]] = []
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return numbers, rows
-        except csv.Error as exc:
-            batch.rows += 1
-            number = kept[min(reader.line_num, len(kept)) - 1][0]
-            batch.reject(number, "malformed CSV", f"malformed CSV: {exc}")
-            continue
-        numbers.append(kept[reader.line_num - 1][0])
-        rows.append(cells if cells else [""])
+    block: _Block,
+    overlong: set[int],
+    delimiter: str,
+    layout: _CsvLayout,
+    batch: RowBatch,
+    *,
+    final: bool,
+) -> _Block | None:
+    """Add the block's records to ``batch``; returns the lines of a record left open."""
+    found = split_quoted_records(
+        block.lines, block.first, overlong, layout.width, delimiter, final=final
+    )
+    for number in found.overlong:
+        _reject_overlong(batch, number)
+    for number, kind, reason in found.problems:
+        batch.rows += 1
+        batch.reject(number, kind, reason)
+    layout.add_rows(batch, found.numbers, found.rows)
+    if found.carry is None:
+        return None
+    return _Block(block.first + found.carry, block.lines[found.carry :], [])
 
 
 def _read_header(
