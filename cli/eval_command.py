@@ -12,7 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hashmatch.cli.options import parse_algorithms, parse_thresholds
+from hashmatch.cli.options import (
+    DihedralOption,
+    RecoverOption,
+    TrimBordersOption,
+    parse_algorithms,
+    parse_thresholds,
+)
 from hashmatch.cli.output import stderr_console
 from hashmatch.cli.progress import BatchProgress
 from hashmatch.errors import HashmatchError
@@ -67,17 +73,9 @@ def eval_command(
     threshold: Annotated[
         list[str] | None, typer.Option("--threshold", help="ALG=N instead of the default.")
     ] = None,
-    dihedral: Annotated[
-        bool, typer.Option("--dihedral/--no-dihedral", help="Also match rotations and flips.")
-    ] = True,
-    trim_borders: Annotated[
-        bool,
-        typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
-    ] = True,
-    recover: Annotated[
-        bool,
-        typer.Option("--recover/--no-recover", help="Also match with a small crop or tilt undone."),
-    ] = True,
+    dihedral: DihedralOption = True,
+    trim_borders: TrimBordersOption = True,
+    recover: RecoverOption = True,
     workers: Annotated[
         int, typer.Option("--workers", "-j", min=1, help="Hashing processes.")
     ] = default_workers(),

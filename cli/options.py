@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from hashmatch.errors import HashmatchError
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
 from hashmatch.registry import get_algorithm, resolve_algorithms
 
-__all__ = ["parse_algorithms", "parse_limits", "parse_thresholds"]
+__all__ = [
+    "DihedralOption",
+    "RecoverOption",
+    "TrimBordersOption",
+    "parse_algorithms",
+    "parse_limits",
+    "parse_thresholds",
+]
+
+DihedralOption = Annotated[
+    bool, typer.Option("--dihedral/--no-dihedral", help="Also match rotations and flips.")
+]
+TrimBordersOption = Annotated[
+    bool,
+    typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
+]
+RecoverOption = Annotated[
+    bool,
+    typer.Option(
+        "--recover/--no-recover",
+        help="Also match with a small crop (to about 7%) or tilt (2-5 degrees) undone.",
+    ),
+]
+"""The matching switches ``scan`` and ``eval`` share, spelled once."""
 
 
 def parse_algorithms(

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from hashmatch.cli.options import parse_algorithms, parse_limits, parse_thresholds
+from hashmatch.cli.options import (
+    DihedralOption,
+    RecoverOption,
+    TrimBordersOption,
+    parse_algorithms,
+    parse_limits,
+    parse_thresholds,
+)
 from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import HashmatchError
@@ -63,20 +70,9 @@ def scan_command(
     threshold: Annotated[
         list[str] | None, typer.Option("--threshold", help="ALG=N for this scan (repeatable).")
     ] = None,
-    dihedral: Annotated[
-        bool, typer.Option("--dihedral/--no-dihedral", help="Also match rotations and flips.")
-    ] = True,
-    trim_borders: Annotated[
-        bool,
-        typer.Option("--trim-borders/--no-trim-borders", help="Also match inside letterboxes."),
-    ] = True,
-    recover: Annotated[
-        bool,
-        typer.Option(
-            "--recover/--no-recover",
-            help="Also match with a small crop (to about 7%) or tilt (2-5 degrees) undone.",
-        ),
-    ] = True,
+    dihedral: DihedralOption = True,
+    trim_borders: TrimBordersOption = True,
+    recover: RecoverOption = True,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Skip paths already in this jsonl output and append to it."),
