@@ -25,7 +25,13 @@ from hashmatch.errors import HashmatchError
 from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.index.build import BuildOptions, ListSource, build_index
-from hashmatch.index.matcher import LOW_QUALITY_THRESHOLD, Matcher, MatchResult
+from hashmatch.index.matcher import (
+    LOW_QUALITY_THRESHOLD,
+    Matcher,
+    MatchResult,
+    nearest_distances,
+    query_codes,
+)
 from hashmatch.parallel import parallel_map
 from hashmatch.registry import resolve_algorithms
 
@@ -102,10 +108,9 @@ class _Job:
 @dataclass
 class _Hashed:
     path: str
-    stored: HashResult | None = None
-    """The hashes a list would hold (no variants)."""
     query: HashResult | None = None
-    """The image itself as an upload: variants and trimming as the matcher sees it."""
+    """The image itself as an upload: variants and trimming as the matcher sees it. Its own
+    hashes (``query[algorithm]``) are the ones a list of the known images holds."""
     edited: dict[str, HashResult | str] = field(default_factory=dict)
     """Per transform, the edited copy's hashes or why it failed."""
     error: str | None = None
@@ -128,7 +133,6 @@ def _hash_job(job: _Job) -> _Hashed:
     hashed = _Hashed(job.path)
     options = {"dihedral": job.dihedral, "trim_borders": job.trim_borders, "recover": job.recover}
     try:
-        hashed.stored = hash_image(job.path, job.algorithms)
         hashed.query = hash_image(job.path, job.algorithms, **options)
         picture = _load_picture(job.path) if job.transforms else None
     except Exception as exc:
@@ -141,23 +145,6 @@ def _hash_job(job: _Job) -> _Hashed:
         except Exception as exc:
             hashed.edited[name] = describe_error(exc)
     return hashed
-
-
-def _query_codes(result: HashResult, algorithm: str) -> np.ndarray:
-    """Every code the matcher searches for ``algorithm``, as rows of bytes."""
-    codes = [result[algorithm].value]
-    codes.extend(h.value for h in result.variants.get(algorithm, {}).values())
-    if result.trimmed is not None:
-        codes.append(result.trimmed[algorithm].value)
-        codes.extend(h.value for h in result.trimmed.variants.get(algorithm, {}).values())
-    codes.extend(h.value for h in result.recovered.get(algorithm, {}).values())
-    return np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
-
-
-def _distances(queries: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """Per stored code, the smallest distance to any of ``queries``."""
-    differing = np.bitwise_count(queries[:, None, :] ^ stored[None, :, :]).sum(axis=2)
-    return differing.min(axis=0)
 
 
 def evaluate(
@@ -210,7 +197,7 @@ def _build_known_index(
         writer.writerow(["algorithm", "hash", "id", "label"])
         for number, item in enumerate(known):
             for algorithm in algorithms:
-                stored = item.stored[algorithm]  # type: ignore[index]
+                stored = item.query[algorithm]  # type: ignore[index]
                 writer.writerow([algorithm, stored.hex, str(number), Path(item.path).name])
     build_options = BuildOptions(thresholds=dict(options.thresholds), allow_empty=False)
     build_index([ListSource(listing, _LIST_NAME)], work / "index", build_options)
@@ -232,7 +219,7 @@ def _score(
     bits = {a.name: a.bits for a in resolve_algorithms(algorithms)}
     stored = {
         algorithm: np.frombuffer(
-            b"".join(item.stored[algorithm].value for item in known),  # type: ignore[index]
+            b"".join(item.query[algorithm].value for item in known),  # type: ignore[index]
             dtype=np.uint8,
         ).reshape(len(known), -1)
         for algorithm in algorithms
@@ -259,8 +246,9 @@ def _score(
                 score.found += any(m.entry_id == str(number) for m in own)
                 score.wrong += any(m.entry_id != str(number) for m in own)
                 score.low_quality += low and algorithm == "pdq"
-                codes = _query_codes(edited, algorithm)
-                distance = int(_distances(codes, stored[algorithm][number : number + 1])[0])
+                codes = query_codes(edited, algorithm, options.dihedral)
+                own_code = stored[algorithm][number : number + 1]
+                distance = int(nearest_distances(codes, own_code)[0])
                 score.histogram[distance] += 1
     false_histograms = {a: np.zeros(bits[a] + 1, np.int64) for a in algorithms}
     false_matches = dict.fromkeys(algorithms, 0)
@@ -274,7 +262,8 @@ def _score(
             if match.entry_id != own_id:
                 false_matches[match.algorithm] += 1
         for algorithm in algorithms:
-            distances = _distances(_query_codes(query, algorithm), stored[algorithm])
+            codes = query_codes(query, algorithm, options.dihedral)
+            distances = nearest_distances(codes, stored[algorithm])
             if own_id is not None:
                 distances = np.delete(distances, number)
             false_histograms[algorithm] += np.bincount(distances, minlength=bits[algorithm] + 1)

@@ -30,14 +30,21 @@ from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.registry import get_algorithm
 from hashmatch.walking import WalkEntry
 
-__all__ = ["LOW_QUALITY_THRESHOLD", "Match", "MatchResult", "Matcher"]
+__all__ = [
+    "LOW_QUALITY_THRESHOLD",
+    "Match",
+    "MatchResult",
+    "Matcher",
+    "nearest_distances",
+    "query_codes",
+]
 
 LOW_QUALITY_THRESHOLD = 50
+"""PDQ quality below this means too little detail: PDQ matches are not trusted."""
 PDQ_CONFIRMATION = 64
 """A match by a 64-bit hash on an entry that also has a PDQ hash stands only when the query's
 PDQ is within this distance of that PDQ: 64-bit hashes of distinct photos collide far more
-often than PDQ, and PDQ of distinct photos stays above 75 (README, "Combining algorithms")."""
-"""PDQ quality below this means too little detail: PDQ matches are not trusted."""
+often than PDQ, and PDQ of distinct photos stays above 75 (README, "Detection quality")."""
 
 _log = logging.getLogger("hashmatch.index")
 
@@ -382,20 +389,25 @@ def _confirmed(
             kept.append(match)
             continue
         if query is None:
-            query = _pdq_queries(result, dihedral)
+            query = query_codes(result, "pdq", dihedral)
         stored = snapshot.algorithms["pdq"].codes_of_entries(rows)
-        distances = np.bitwise_count(query[:, None, :] ^ stored[None, :, :]).sum(axis=2)
-        if int(distances.min()) <= PDQ_CONFIRMATION:
+        if int(nearest_distances(query, stored).min()) <= PDQ_CONFIRMATION:
             kept.append(match)
     return kept
 
 
-def _pdq_queries(result: HashResult, dihedral: bool) -> np.ndarray:
-    """Every PDQ code the lookups searched for this image, as rows of bytes."""
-    hashes = [h for _, h in _queries(result, dihedral).get("pdq", [])]
+def query_codes(result: HashResult, algorithm: str, dihedral: bool = True) -> np.ndarray:
+    """Every code of ``algorithm`` a verdict searches for this image (the hash, its variants,
+    the trimmed picture's, the recovered ones), as rows of bytes."""
+    hashes = [h for _, h in _queries(result, dihedral).get(algorithm, [])]
     if result.trimmed is not None:
-        hashes += [h for _, h in _queries(result.trimmed, dihedral).get("pdq", [])]
+        hashes += [h for _, h in _queries(result.trimmed, dihedral).get(algorithm, [])]
     return np.frombuffer(b"".join(h.value for h in hashes), dtype=np.uint8).reshape(len(hashes), -1)
+
+
+def nearest_distances(queries: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """Per row of ``stored``, the Hamming distance to the nearest row of ``queries``."""
+    return np.bitwise_count(queries[:, None, :] ^ stored[None, :, :]).sum(axis=2).min(axis=0)
 
 
 def _as_derived(match: Match, derivation: str) -> Match:
