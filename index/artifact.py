@@ -11,7 +11,9 @@
         <algorithm>.codes      unique codes, one row of bytes each
         <algorithm>.keys       64-bit row keys in ascending order (the codes' order)
         <algorithm>.entry_offsets / .entry_rows   code -> entry rows (CSR)
-        <algorithm>.mih_offsets / .mih_ids        multi-index hashing tables, when used
+        <algorithm>.mih_buckets / .mih_starts / .mih_ids
+                               multi-index hashing tables, when used (format 3; format 2
+                               stored one offset per bucket, and loads with the flat scan)
 
 Arrays are raw little-endian binary whose dtype and shape the manifest records; nothing is
 ever unpickled. Every file's SHA-256 is in the manifest and checked before use, and (from
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "hashmatch-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """2 added the manifest's own checksum; format 1 manifests (without it) are still read."""
 CURRENT = "CURRENT"
 VERSIONS = "versions"

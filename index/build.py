@@ -476,7 +476,8 @@ def _write_algorithm(
             search = {"kind": "flat"}
         else:
             tables = MultiIndex.build(unique_codes, layout)
-            writer.write(f"{algorithm}.mih_offsets", tables.offsets)
+            writer.write(f"{algorithm}.mih_buckets", tables.buckets)
+            writer.write(f"{algorithm}.mih_starts", tables.starts)
             writer.write(f"{algorithm}.mih_ids", tables.ids)
             search = {"kind": "mih", "radius": layout.radius, **layout.to_json()}
     data = {

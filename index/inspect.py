@@ -18,6 +18,7 @@ from hashmatch.index.artifact import (
     read_manifest,
     resolve_version,
 )
+from hashmatch.index.loaded import MIH_BITMAP_FORMAT
 
 __all__ = ["index_info", "verify_index"]
 
@@ -94,8 +95,32 @@ def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> lis
         or bool(np.any(np.diff(offsets) < 1))
     ):
         problems.append(f"{algorithm}.entry_offsets: inconsistent with its codes and rows")
-    if data["search"]["kind"] == "mih":
-        ids = read_array(manifest, f"{algorithm}.mih_ids")
-        if len(ids) and int(ids.max()) >= len(codes):
-            problems.append(f"{algorithm}.mih_ids: refers to codes that do not exist")
+    if data["search"]["kind"] == "mih" and manifest.data["format_version"] >= MIH_BITMAP_FORMAT:
+        problems += _check_multi_index(manifest, algorithm, len(codes), data["search"])
+    return problems
+
+
+def _check_multi_index(
+    manifest: Any, algorithm: str, codes: int, search: dict[str, Any]
+) -> list[str]:
+    """The tables' shapes and counts agree with each other, so no search reads out of bounds."""
+    buckets = read_array(manifest, f"{algorithm}.mih_buckets")
+    starts = read_array(manifest, f"{algorithm}.mih_starts")
+    ids = read_array(manifest, f"{algorithm}.mih_ids")
+    problems = []
+    substrings = len(search["substrings"])
+    if len(ids) != codes * substrings or (len(ids) and int(ids.max()) >= codes):
+        problems.append(f"{algorithm}.mih_ids: refers to codes that do not exist")
+    if buckets.ndim != 2 or buckets.shape[1] != 2:
+        return [*problems, f"{algorithm}.mih_buckets: not pairs of bitmap word and rank"]
+    occupied = np.bitwise_count(buckets[:, 0]).astype(np.uint64)
+    ranks = np.concatenate([[0], np.cumsum(occupied)]).astype(np.uint64)
+    if not np.array_equal(ranks[:-1], buckets[:, 1]):
+        problems.append(f"{algorithm}.mih_buckets: ranks disagree with the bitmap")
+    if (
+        len(starts) != int(ranks[-1]) + 1
+        or (len(starts) and int(starts[-1]) != len(ids))
+        or bool(np.any(np.diff(starts.astype(np.int64)) < 1))
+    ):
+        problems.append(f"{algorithm}.mih_starts: inconsistent with the bitmap and ids")
     return problems

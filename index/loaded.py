@@ -8,6 +8,7 @@ several processes opening the same version share one copy in the page cache.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import weakref
@@ -30,7 +31,12 @@ from hashmatch.index.artifact import (
 from hashmatch.index.mih import MihLayout, MultiIndex
 from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
 
-__all__ = ["AlgorithmIndex", "EntryRecord", "LoadedIndex"]
+__all__ = ["MIH_BITMAP_FORMAT", "AlgorithmIndex", "EntryRecord", "LoadedIndex"]
+
+MIH_BITMAP_FORMAT = 3
+"""The first format whose multi-index tables are occupancy bitmaps (see :mod:`.mih`)."""
+
+_log = logging.getLogger("hashmatch.index")
 
 
 @dataclass(frozen=True)
@@ -164,14 +170,27 @@ def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> Algo
     searcher: CodeSearcher
     if search["kind"] == "exact":
         searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys"))
+    elif search["kind"] == "mih" and manifest.data["format_version"] < MIH_BITMAP_FORMAT:
+        _log.warning(
+            "%s: %s's multi-index tables are in format %s, which this version no longer reads;"
+            " searching it with the (exact, slower) flat scan until the index is rebuilt",
+            manifest.directory,
+            name,
+            manifest.data["format_version"],
+        )
+        searcher = FlatSearcher(codes)
     elif search["kind"] == "mih":
         layout = MihLayout.from_json(int(data["bits"]), search)
-        tables = MultiIndex(
-            codes,
-            layout,
-            read_array(manifest, f"{name}.mih_offsets"),
-            read_array(manifest, f"{name}.mih_ids"),
-        )
+        try:
+            tables = MultiIndex(
+                codes,
+                layout,
+                read_array(manifest, f"{name}.mih_buckets"),
+                read_array(manifest, f"{name}.mih_starts"),
+                read_array(manifest, f"{name}.mih_ids"),
+            )
+        except ValueError as exc:
+            raise IndexIntegrityError(f"{manifest.directory}: {name}: {exc}") from None
         searcher = MultiIndexSearcher(tables)
     elif search["kind"] == "flat":
         searcher = FlatSearcher(codes)

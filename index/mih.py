@@ -6,9 +6,14 @@ probing every substring's table with all keys within ``f`` bit flips of the quer
 finds every neighbour; candidates are then checked with the full distance. Nothing within the
 radius can be missed, which is what this domain needs.
 
-A table is a counting sort of the codes by substring key: ``offsets[key]`` .. ``offsets[key+1]``
-index into ``ids``. All substrings' tables are concatenated, so a batch of queries (and their
-dihedral variants) is answered with a handful of vectorised numpy operations.
+A table is a counting sort of the codes by substring key. Most buckets are empty (a 23-bit
+table holds 8.4M buckets; a 1M-code index fills about one in nine), so a table is stored as an
+occupancy bitmap, each 64-bit word paired with the count of occupied buckets before it, plus
+one start per occupied bucket into ``ids``. A probe reads the small, cache-friendly bitmap
+first and touches the large arrays only for buckets that hold codes: far fewer random memory
+reads, and a fraction of the memory of one offset per bucket. All substrings' tables are
+concatenated, so a batch of queries (and their dihedral variants) is answered with a handful of
+vectorised numpy operations.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import numpy as np
 
 __all__ = ["MihLayout", "MultiIndex", "choose_layout", "hamming_distances"]
 
-_QUERIES_PER_PASS = 128
+_QUERIES_PER_PASS = 16
+"""Queries per vectorised pass: larger passes spill their temporaries out of the cache."""
+_ONE = np.uint64(1)
 _MAX_SUBSTRING_BITS = 26
 """Tables of 2**26 offsets (256 MiB) are the most we allow for one substring."""
 
@@ -57,6 +64,11 @@ def _probe_count(length: int, flips: int) -> int:
     return sum(math.comb(length, k) for k in range(flips + 1))
 
 
+def _table_buckets(length: int) -> int:
+    """Buckets in one substring's table: ``2**length``, at least one 64-bit bitmap word."""
+    return max(1 << length, 64)
+
+
 def _split(bits: int, count: int) -> tuple[tuple[int, int], ...]:
     """``count`` contiguous substrings whose lengths differ by at most one bit."""
     base, longer = divmod(bits, count)
@@ -65,22 +77,43 @@ def _split(bits: int, count: int) -> tuple[tuple[int, int], ...]:
     return tuple(zip(starts, lengths, strict=True))
 
 
-# Cost model, in units of one random table read (about 0.1 us here), fitted to bench/index.py:
-# a probe reads the offset table once; a candidate reads the id table and its code; every
-# offset entry per code costs a little memory; a search
-# call has a fixed numpy overhead; faiss's flat scan costs a little per code and per byte.
-_MEMORY_WEIGHT = 8.0
-_MIH_CALL_COST = 1300.0
+# Cost model, in units of about 0.1 us here, fitted to single queries of random codes at 1e4..1e6
+# (bench/index.py and the layouts around the chosen one): a search call has a fixed numpy
+# overhead; every probe reads the bitmap, which costs less when it stays in the cache; a probe
+# of an occupied bucket reads its start and its ids; a candidate reads its code, cheaply when the
+# codes stay in the cache; every byte of table per code costs a little memory. faiss's flat scan
+# costs a little per code and per byte of code.
+_MIH_CALL_COST = 700.0
+_PROBE_COST = {True: 0.3, False: 0.5}  # bitmap in cache or not
+_OCCUPIED_PROBE_COST = 1.0
+_CANDIDATE_COST = {True: 0.3, False: 1.0}  # codes in cache or not
+_CACHED_BYTES = 8 * 2**20
+_MEMORY_COST_PER_BYTE = 2.0
+_FLAT_CALL_COST = 500.0
 _FLAT_COST_PER_CODE = 0.006
 _FLAT_COST_PER_CODE_BYTE = 0.0003
 
 
 def _layout_cost(layout: MihLayout, count: int) -> float:
-    candidates = sum(_probe_count(n, layout.flips) * count / 2**n for _, n in layout.substrings)
-    candidate_cost = 2.0  # the id table and the code: two random reads
-    entries_per_code = sum(2**n for _, n in layout.substrings) / max(count, 1)
-    memory = entries_per_code * _MEMORY_WEIGHT
-    return _MIH_CALL_COST + layout.probes + candidates * candidate_cost + memory
+    probes = occupied = candidates = 0.0
+    bitmap_bytes = table_bytes = 0.0
+    for _, length in layout.substrings:
+        per_query = _probe_count(length, layout.flips)
+        fill = count / 2**length
+        probes += per_query
+        occupied += per_query * -math.expm1(-fill)  # the chance a bucket holds a code
+        candidates += per_query * fill
+        bitmap_bytes += _table_buckets(length) / 8
+        table_bytes += 2**length * -math.expm1(-fill) * 4 + count * 4  # starts and ids
+    codes_cached = count * layout.bits / 8 <= _CACHED_BYTES
+    memory = (bitmap_bytes * 2 + table_bytes) / max(count, 1) * _MEMORY_COST_PER_BYTE
+    return (
+        _MIH_CALL_COST
+        + probes * _PROBE_COST[bitmap_bytes * 2 <= _CACHED_BYTES]
+        + occupied * _OCCUPIED_PROBE_COST
+        + candidates * _CANDIDATE_COST[codes_cached]
+        + memory
+    )
 
 
 def choose_layout(count: int, bits: int, radius: int, *, force: bool = False) -> MihLayout | None:
@@ -97,7 +130,9 @@ def choose_layout(count: int, bits: int, radius: int, *, force: bool = False) ->
             cost = _layout_cost(layout, count)
             if best is None or cost < best[0]:
                 best = (cost, layout)
-    flat_cost = count * (_FLAT_COST_PER_CODE + bits / 8 * _FLAT_COST_PER_CODE_BYTE)
+    flat_cost = _FLAT_CALL_COST + count * (
+        _FLAT_COST_PER_CODE + bits / 8 * _FLAT_COST_PER_CODE_BYTE
+    )
     if best is None or (best[0] >= flat_cost and not force):
         return None
     return best[1]
@@ -148,15 +183,30 @@ class MultiIndex:
     """The tables of one layout over a fixed array of codes."""
 
     def __init__(
-        self, codes: np.ndarray, layout: MihLayout, offsets: np.ndarray, ids: np.ndarray
+        self,
+        codes: np.ndarray,
+        layout: MihLayout,
+        buckets: np.ndarray,
+        starts: np.ndarray,
+        ids: np.ndarray,
     ) -> None:
         self.codes = codes
         self._words = as_words(codes)
         self.layout = layout
-        self.offsets = offsets
-        """All substrings' bucket starts, concatenated; values index :attr:`ids`."""
+        self.buckets = buckets
+        """``(words, 2)`` uint64: 64 buckets' occupancy bits, and the occupied buckets before."""
+        self.starts = starts
+        """Where each occupied bucket's ids begin in :attr:`ids`, then the end of the last."""
         self.ids = ids
         """Code numbers sorted by substring key, substring after substring."""
+        expected_words = sum(_table_buckets(length) for _, length in layout.substrings) // 64
+        if buckets.shape != (expected_words, 2) or len(ids) != len(codes) * len(layout.substrings):
+            raise ValueError("multi-index tables do not fit their layout and codes")
+        occupied = (
+            int(buckets[-1, 1]) + int(np.bitwise_count(buckets[-1, 0])) if len(buckets) else 0
+        )
+        if len(starts) != occupied + 1 or int(starts[-1]) != len(ids):
+            raise ValueError("multi-index bucket starts do not fit the bitmap and ids")
         # Probe plan: for every substring, each flip mask and the table base it lands in.
         masks, owners, bases, position = [], [], [], 0
         key_weights = np.zeros((layout.bits, len(layout.substrings)))
@@ -165,7 +215,7 @@ class MultiIndex:
             masks.append(flip_masks)
             owners.append(np.full(len(flip_masks), number))
             bases.append(np.full(len(flip_masks), position))
-            position += (1 << length) + 1
+            position += _table_buckets(length)
             key_weights[start : start + length, number] = 2.0 ** np.arange(length - 1, -1, -1)
         self._probe_masks = np.concatenate(masks)
         self._probe_substring = np.concatenate(owners)
@@ -175,51 +225,85 @@ class MultiIndex:
     @classmethod
     def build(cls, codes: np.ndarray, layout: MihLayout) -> MultiIndex:
         count = len(codes)
-        offsets_parts, ids_parts = [], []
+        if count * len(layout.substrings) >= 2**32:
+            raise ValueError(f"{count} codes are more than 32-bit table positions can address")
+        bitmaps, starts_parts, ids_parts = [], [], []
         numbers = np.arange(count, dtype=np.uint64)
         for number, (start, length) in enumerate(layout.substrings):
             keys = substring_keys(codes, start, length)
             # Sorting (key << 32 | code number) is several times faster than an argsort.
             composite = (keys.astype(np.uint64) << np.uint64(32)) | numbers
             composite.sort()
-            order = composite.astype(np.uint32)  # the low 32 bits: code numbers by key
+            ids_parts.append(composite.astype(np.uint32))  # the low 32 bits: numbers by key
             del composite
-            counts = np.bincount(keys, minlength=1 << length)
-            offsets = np.empty((1 << length) + 1, dtype=np.uint32)
-            offsets[0] = 0
-            np.cumsum(counts, out=offsets[1:])
-            offsets += np.uint32(number * count)
-            offsets_parts.append(offsets)
-            ids_parts.append(order)
-        return cls(codes, layout, np.concatenate(offsets_parts), np.concatenate(ids_parts))
+            counts = np.bincount(keys, minlength=_table_buckets(length))
+            occupied = counts > 0
+            bitmaps.append(np.packbits(occupied, bitorder="little").view("<u8"))
+            ends = np.cumsum(counts) + number * count
+            starts_parts.append((ends - counts)[occupied].astype(np.uint32))
+        bitmap = np.concatenate(bitmaps)
+        ranks = np.zeros(len(bitmap), dtype=np.uint64)
+        np.cumsum(np.bitwise_count(bitmap[:-1]), out=ranks[1:])
+        buckets = np.stack([bitmap.astype(np.uint64), ranks], axis=1)
+        end = np.array([count * len(layout.substrings)], dtype=np.uint32)
+        return cls(
+            codes, layout, buckets, np.concatenate([*starts_parts, end]), np.concatenate(ids_parts)
+        )
 
     def search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ``(query row, code number, distance)`` with distance <= ``radius``, each once."""
         if radius > self.layout.radius:
             raise ValueError(f"radius {radius} exceeds this layout's {self.layout.radius}")
+        if len(queries) <= _QUERIES_PER_PASS:
+            return self._search_pass(queries, radius)
+        # Passes keep the temporaries (a few thousand probes per query) in cache.
+        parts = [
+            self._search_pass(queries[first : first + _QUERIES_PER_PASS], radius)
+            for first in range(0, len(queries), _QUERIES_PER_PASS)
+        ]
+        owners = [
+            part[0] + first
+            for part, first in zip(parts, range(0, len(queries), _QUERIES_PER_PASS), strict=True)
+        ]
+        return (
+            np.concatenate(owners),
+            np.concatenate([part[1] for part in parts]),
+            np.concatenate([part[2] for part in parts]),
+        )
+
+    def _search_pass(
+        self, queries: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Substring keys of the queries in one exact float matmul (keys < 2**53).
         bits = np.unpackbits(queries, axis=1).astype(np.float64)
         keys = (bits @ self._key_weights).astype(np.int64)  # (queries, substrings)
-        probes = (keys[:, self._probe_substring] ^ self._probe_masks) + self._probe_base
-        probes = probes.ravel()
-        starts = self.offsets[probes].astype(np.int64)
-        lengths = self.offsets[probes + 1].astype(np.int64) - starts
-        total = int(lengths.sum())
+        probes = ((keys[:, self._probe_substring] ^ self._probe_masks) + self._probe_base).ravel()
+        words = np.take(self.buckets, probes >> 6, axis=0)
+        shifts = (probes & 63).astype(np.uint64)
+        occupancy = words[:, 0]
+        hit = np.flatnonzero((occupancy >> shifts) & _ONE)
+        below = occupancy[hit] & ((_ONE << shifts[hit]) - _ONE)
+        occupied = (words[hit, 1] + np.bitwise_count(below)).astype(np.int64)
+        starts = self.starts[occupied].astype(np.int64)
+        lengths = self.starts[occupied + 1].astype(np.int64) - starts
+        ends = np.cumsum(lengths)
+        total = int(ends[-1]) if len(ends) else 0
         if total == 0:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty
-        ends = np.cumsum(lengths)
         positions = np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
-        candidates = self.ids[positions].astype(np.int64)
-        per_query = len(probes) // len(queries)
+        candidates = np.take(self.ids, positions).astype(np.int64)
         if len(queries) == 1:
             distances = hamming_distances(self._words, candidates, queries, None)
             owners = np.zeros(total, dtype=np.int64)
         else:
-            owners = np.repeat(np.arange(len(probes)) // per_query, lengths)
+            per_query = len(self._probe_masks)
+            owners = np.repeat(hit // per_query, lengths)
             distances = hamming_distances(self._words, candidates, queries, owners)
         keep = distances <= radius
         owners, candidates, distances = owners[keep], candidates[keep], distances[keep]
+        if len(owners) < 2:
+            return owners, candidates, distances
         # A neighbour can surface through several substrings: report it once.
         _, first = np.unique(owners * len(self.codes) + candidates, return_index=True)
         return owners[first], candidates[first], distances[first]

@@ -39,7 +39,7 @@ def test_build_publishes_a_version_with_manifest_and_owner_only_files(tmp_path: 
     assert current_version(index) == report.version
     version = index / VERSIONS / report.version
     manifest = json.loads((version / MANIFEST).read_text())
-    assert manifest["format_version"] == 2 and manifest["entries"] == 10
+    assert manifest["format_version"] == 3 and manifest["entries"] == 10
     assert manifest["algorithms"]["pdq"]["codes"] == 10
     assert manifest["algorithms"]["pdq"]["threshold"] == 31
     assert manifest["lists"][0]["name"] == "known" and len(manifest["lists"][0]["sha256"]) == 64
@@ -195,7 +195,13 @@ def test_verify_names_the_part_with_a_flipped_byte(tmp_path: Path) -> None:
     pristine = tmp_path / "pristine"
     build_index([ListSource(source)], pristine, BuildOptions(search="mih"))
     names = [p.name for p in _parts(pristine)]
-    assert {"pdq.mih_offsets", "pdq.mih_ids", "entries.sqlite", "md5.keys"} <= set(names)
+    assert {
+        "pdq.mih_buckets",
+        "pdq.mih_starts",
+        "pdq.mih_ids",
+        "entries.sqlite",
+        "md5.keys",
+    } <= set(names)
     for name in names:
         damaged = tmp_path / f"damaged-{name}"
         shutil.copytree(pristine, damaged)

@@ -68,6 +68,36 @@ def test_multi_index_is_exact_for_64_bit_hashes(radius: int) -> None:
     assert _as_set(index.search(queries, radius)) == _brute_force(codes, queries, radius)
 
 
+def test_multi_index_is_exact_with_tables_narrower_than_a_bitmap_word() -> None:
+    # 4-bit substrings: 16 buckets, padded to one 64-bit occupancy word per table
+    codes = random_codes(3_000, bits=64, seed=12)
+    layout = MihLayout(64, _split(64, 16), 0)
+    index = MultiIndex.build(codes, layout)
+    assert index.buckets.shape == (16, 2)
+    queries, _ = _planted(codes, 15, seed=12)
+    assert _as_set(index.search(queries, 15)) == _brute_force(codes, queries, 15)
+
+
+def test_multi_index_batches_in_passes_like_one_query_at_a_time() -> None:
+    codes = random_codes(20_000, seed=13)
+    index = MultiIndex.build(codes, MihLayout(256, _split(256, 11), 2))
+    queries, _ = _planted(codes, 40, seed=13)
+    queries = np.vstack([queries, random_codes(60, seed=14)])  # more than one pass
+    one_by_one = {
+        (q, row, distance)
+        for q, query in enumerate(queries)
+        for _, row, distance in _as_set(index.search(query[None], 31))
+    }
+    assert _as_set(index.search(queries, 31)) == one_by_one == _brute_force(codes, queries, 31)
+
+
+def test_multi_index_over_no_codes_finds_nothing() -> None:
+    codes = random_codes(0, seed=1)
+    index = MultiIndex.build(codes, MihLayout(256, _split(256, 11), 2))
+    owners, rows, distances = index.search(random_codes(3, seed=2), 31)
+    assert len(owners) == len(rows) == len(distances) == 0
+
+
 def test_multi_index_refuses_a_radius_beyond_its_design() -> None:
     codes = random_codes(100, seed=1)
     index = MultiIndex.build(codes, MihLayout(256, _split(256, 16), 1))

@@ -7,10 +7,14 @@ Flipped bytes in the parts, a truncated part and a newer format are in test_inde
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -23,9 +27,11 @@ from hashmatch.index.artifact import (
     MANIFEST_CHECKSUM,
     VERSIONS,
     current_version,
+    file_sha256,
     read_manifest,
+    write_manifest,
 )
-from hashmatch.index.build import ListSource, build_index
+from hashmatch.index.build import BuildOptions, ListSource, build_index
 from hashmatch.index.inspect import verify_index
 
 runner = CliRunner()
@@ -152,4 +158,49 @@ def test_a_current_naming_no_version_is_refused_and_a_build_repairs_it(
         Matcher.open(index)
     code, stderr = _cli_verify(index)
     assert code == 1 and problem in stderr
+    assert _repaired_by_a_build(index, source)
+
+
+def _mih_index(tmp_path: Path, source: Path) -> Path:
+    build_index([ListSource(source)], tmp_path / "mih", BuildOptions(search="mih"))
+    return tmp_path / "mih"
+
+
+def _rewrite_manifest(version: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit a manifest and re-sign it, as a careful tamperer (or an old build) would."""
+    data = json.loads((version / MANIFEST).read_text())
+    del data[MANIFEST_CHECKSUM]
+    change(data)
+    write_manifest(version, data)
+
+
+def test_multi_index_tables_of_format_2_are_searched_by_the_flat_scan(
+    tmp_path: Path, source: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = _mih_index(tmp_path, source)
+    _rewrite_manifest(_version(index), lambda data: data.update(format_version=2))
+    with caplog.at_level(logging.WARNING, logger="hashmatch.index"):
+        matcher = Matcher.open(index)
+    assert "format 2" in caplog.text and "until the index is rebuilt" in caplog.text
+    flipped = bytes.fromhex(PDQ[3])
+    flipped = (flipped[0] ^ 0b111).to_bytes(1, "big") + flipped[1:]
+    matches = matcher.lookup({"pdq": flipped.hex()})
+    assert [(m.entry_id, m.distance) for m in matches] == [("e3", 3)]
+
+
+def test_multi_index_tables_that_disagree_are_named_by_verify(tmp_path: Path, source: Path) -> None:
+    index = _mih_index(tmp_path, source)
+    version = _version(index)
+    assert read_manifest(version).algorithms["pdq"]["search"]["kind"] == "mih"
+    buckets = np.fromfile(version / "pdq.mih_buckets", dtype="<u8").reshape(-1, 2)
+    buckets[len(buckets) // 2, 1] += 1  # one rank off by one
+    buckets.tofile(version / "pdq.mih_buckets")
+
+    def resign(data: dict[str, Any]) -> None:
+        data["files"]["pdq.mih_buckets"]["sha256"] = file_sha256(version / "pdq.mih_buckets")
+
+    _rewrite_manifest(version, resign)
+    assert verify_index(index) == ["pdq.mih_buckets: ranks disagree with the bitmap"]
+    code, stderr = _cli_verify(index)
+    assert code == 1 and "ranks disagree" in stderr
     assert _repaired_by_a_build(index, source)
