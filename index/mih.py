@@ -30,34 +30,51 @@ __all__ = ["MihLayout", "MultiIndex", "choose_layout", "hamming_distances"]
 _QUERIES_PER_PASS = 16
 """Queries per vectorised pass: larger passes spill their temporaries out of the cache."""
 _ONE = np.uint64(1)
+_HALF = np.uint64(32)
+_LOW_HALF = np.uint64(0xFFFFFFFF)
 _MAX_SUBSTRING_BITS = 26
 """Tables of 2**26 offsets (256 MiB) are the most we allow for one substring."""
 
 
 @dataclass(frozen=True)
 class MihLayout:
-    """Substrings as ``(first bit, bit count)`` and the flips probed per substring."""
+    """Substrings as ``(first bit, bit count)`` and the flips probed per substring: ``flips``,
+    except the first ``lighter`` substrings (the longest), probed with one flip fewer."""
 
     bits: int
     substrings: tuple[tuple[int, int], ...]
     flips: int
+    lighter: int = 0
+
+    def flips_of(self, number: int) -> int:
+        return self.flips - 1 if number < self.lighter else self.flips
 
     @property
     def radius(self) -> int:
-        """The largest radius this layout answers exactly: ``(flips + 1) * m - 1``."""
-        return (self.flips + 1) * len(self.substrings) - 1
+        """The largest radius this layout answers exactly. Two codes within it differ in at most
+        ``f`` bits in some substring probed with ``f`` flips when the substrings' ``f + 1``
+        add up to more than the distance (pigeonhole), so: ``sum(f + 1) - 1``."""
+        return (self.flips + 1) * len(self.substrings) - self.lighter - 1
 
     @property
     def probes(self) -> int:
-        return sum(_probe_count(length, self.flips) for _, length in self.substrings)
+        return sum(
+            _probe_count(length, self.flips_of(number))
+            for number, (_, length) in enumerate(self.substrings)
+        )
 
     def to_json(self) -> dict[str, object]:
-        return {"substrings": [list(s) for s in self.substrings], "flips": self.flips}
+        return {
+            "substrings": [list(s) for s in self.substrings],
+            "flips": self.flips,
+            "lighter": self.lighter,
+        }
 
     @classmethod
     def from_json(cls, bits: int, data: dict[str, object]) -> MihLayout:
         substrings = tuple((int(a), int(b)) for a, b in data["substrings"])  # type: ignore[union-attr]
-        return cls(bits, substrings, int(data["flips"]))  # type: ignore[call-overload]
+        lighter = int(data.get("lighter", 0))  # type: ignore[call-overload]
+        return cls(bits, substrings, int(data["flips"]), lighter)  # type: ignore[call-overload]
 
 
 def _probe_count(length: int, flips: int) -> int:
@@ -97,8 +114,8 @@ _FLAT_COST_PER_CODE_BYTE = 0.0003
 def _layout_cost(layout: MihLayout, count: int) -> float:
     probes = occupied = candidates = 0.0
     bitmap_bytes = table_bytes = 0.0
-    for _, length in layout.substrings:
-        per_query = _probe_count(length, layout.flips)
+    for number, (_, length) in enumerate(layout.substrings):
+        per_query = _probe_count(length, layout.flips_of(number))
         fill = count / 2**length
         probes += per_query
         occupied += per_query * -math.expm1(-fill)  # the chance a bucket holds a code
@@ -126,7 +143,9 @@ def choose_layout(count: int, bits: int, radius: int, *, force: bool = False) ->
             length = math.ceil(bits / substrings)
             if length > _MAX_SUBSTRING_BITS or length < 4:
                 continue
-            layout = MihLayout(bits, _split(bits, substrings), flips)
+            # the longest substrings can take one flip fewer while the bound still holds
+            lighter = min((flips + 1) * substrings - 1 - radius, substrings) if flips else 0
+            layout = MihLayout(bits, _split(bits, substrings), flips, lighter)
             cost = _layout_cost(layout, count)
             if best is None or cost < best[0]:
                 best = (cost, layout)
@@ -199,6 +218,9 @@ class MultiIndex:
         """Where each occupied bucket's ids begin in :attr:`ids`, then the end of the last."""
         self.ids = ids
         """Code numbers sorted by substring key, substring after substring."""
+        starts = np.ascontiguousarray(starts, dtype="<u4")
+        self._bounds = np.ndarray((len(starts) - 1,), dtype="<u8", buffer=starts, strides=(4,))
+        """Overlapping 64-bit views: ``starts[i] | starts[i + 1] << 32``."""
         expected_words = sum(_table_buckets(length) for _, length in layout.substrings) // 64
         if buckets.shape != (expected_words, 2) or len(ids) != len(codes) * len(layout.substrings):
             raise ValueError("multi-index tables do not fit their layout and codes")
@@ -211,7 +233,7 @@ class MultiIndex:
         masks, owners, bases, position = [], [], [], 0
         key_weights = np.zeros((layout.bits, len(layout.substrings)))
         for number, (start, length) in enumerate(layout.substrings):
-            flip_masks = _flip_masks(length, layout.flips)
+            flip_masks = _flip_masks(length, layout.flips_of(number))
             masks.append(flip_masks)
             owners.append(np.full(len(flip_masks), number))
             bases.append(np.full(len(flip_masks), position))
@@ -284,8 +306,9 @@ class MultiIndex:
         hit = np.flatnonzero((occupancy >> shifts) & _ONE)
         below = occupancy[hit] & ((_ONE << shifts[hit]) - _ONE)
         occupied = (words[hit, 1] + np.bitwise_count(below)).astype(np.int64)
-        starts = self.starts[occupied].astype(np.int64)
-        lengths = self.starts[occupied + 1].astype(np.int64) - starts
+        bounds = self._bounds[occupied]  # a bucket's start and the next one's, in one read
+        starts = (bounds & _LOW_HALF).astype(np.int64)
+        lengths = (bounds >> _HALF).astype(np.int64) - starts
         ends = np.cumsum(lengths)
         total = int(ends[-1]) if len(ends) else 0
         if total == 0:

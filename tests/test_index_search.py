@@ -50,6 +50,27 @@ def test_multi_index_is_exact_for_pdq_radius_31(substrings: int, flips: int) -> 
         assert ((distance, row) in found_rows) == (distance <= 31)
 
 
+@pytest.mark.parametrize(("substrings", "lighter"), [(11, 1), (12, 4), (16, 0)])
+def test_multi_index_with_lighter_substrings_is_exact_at_its_radius(
+    substrings: int, lighter: int
+) -> None:
+    # the longest substrings probed with one flip fewer: sum(flips + 1) is still 32 > 31
+    flips = 2 if substrings < 16 else 1
+    layout = MihLayout(256, _split(256, substrings), flips, lighter)
+    assert layout.radius == 31
+    assert layout.probes < MihLayout(256, _split(256, substrings), flips).probes or not lighter
+    codes = random_codes(20_000, seed=substrings + 50)
+    index = MultiIndex.build(codes, layout)
+    queries, rows = _planted(codes, 40, seed=lighter)
+    hits = _as_set(index.search(queries, 31))
+    assert hits == _brute_force(codes, queries, 31)
+    assert {(distance, row) for distance, row in enumerate(rows) if distance <= 31} <= {
+        (q, row) for q, row, _ in hits
+    }
+    one_more = MihLayout(256, _split(256, substrings), flips, lighter + 1)
+    assert one_more.radius == 30  # one flip fewer would no longer cover 31
+
+
 def test_multi_index_reports_each_neighbour_once_with_its_distance() -> None:
     codes = random_codes(5_000, seed=9)
     index = MultiIndex.build(codes, MihLayout(256, _split(256, 11), 2))
