@@ -29,7 +29,6 @@ __all__ = ["MihLayout", "MultiIndex", "choose_layout", "hamming_distances"]
 
 _QUERIES_PER_PASS = 16
 """Queries per vectorised pass: larger passes spill their temporaries out of the cache."""
-_ONE = np.uint64(1)
 _HALF = np.uint64(32)
 _LOW_HALF = np.uint64(0xFFFFFFFF)
 _MAX_SUBSTRING_BITS = 26
@@ -229,20 +228,28 @@ class MultiIndex:
         )
         if len(starts) != occupied + 1 or int(starts[-1]) != len(ids):
             raise ValueError("multi-index bucket starts do not fit the bitmap and ids")
-        # Probe plan: for every substring, each flip mask and the table base it lands in.
+        # Probe plan for a pass of queries: probe i of query q is
+        # (key[q, substring_i] + base_i) ^ mask_i, which equals (key ^ mask) + base because each
+        # table's base is a multiple of its size (tables ordered longest first).
         masks, owners, bases, position = [], [], [], 0
         key_weights = np.zeros((layout.bits, len(layout.substrings)))
         for number, (start, length) in enumerate(layout.substrings):
+            if position % _table_buckets(length):
+                raise ValueError("multi-index substrings must be ordered longest first")
             flip_masks = _flip_masks(length, layout.flips_of(number))
             masks.append(flip_masks)
             owners.append(np.full(len(flip_masks), number))
-            bases.append(np.full(len(flip_masks), position))
+            bases.append(position)
             position += _table_buckets(length)
             key_weights[start : start + length, number] = 2.0 ** np.arange(length - 1, -1, -1)
-        self._probe_masks = np.concatenate(masks)
-        self._probe_substring = np.concatenate(owners)
-        self._probe_base = np.concatenate(bases).astype(np.int64)
         self._key_weights = key_weights
+        self._table_base = np.array(bases, dtype=np.int64)
+        self._probes_per_query = sum(len(m) for m in masks)
+        per_pass = np.arange(_QUERIES_PER_PASS)[:, None] * len(layout.substrings)
+        self._pass_keys = (per_pass + np.concatenate(owners)[None, :]).ravel()
+        self._pass_masks = np.tile(np.concatenate(masks), _QUERIES_PER_PASS)
+        self._signed_buckets = buckets.view(np.int64)
+        """The bitmap words as int64, so shifts need no casts (bit 63 tests the same)."""
 
     @classmethod
     def build(cls, codes: np.ndarray, layout: MihLayout) -> MultiIndex:
@@ -298,14 +305,16 @@ class MultiIndex:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Substring keys of the queries in one exact float matmul (keys < 2**53).
         bits = np.unpackbits(queries, axis=1).astype(np.float64)
-        keys = (bits @ self._key_weights).astype(np.int64)  # (queries, substrings)
-        probes = ((keys[:, self._probe_substring] ^ self._probe_masks) + self._probe_base).ravel()
-        words = np.take(self.buckets, probes >> 6, axis=0)
-        shifts = (probes & 63).astype(np.uint64)
+        keys = (bits @ self._key_weights).astype(np.int64) + self._table_base
+        count = len(queries) * self._probes_per_query
+        probes = np.take(keys.ravel(), self._pass_keys[:count]) ^ self._pass_masks[:count]
+        words = np.take(self._signed_buckets, probes >> 6, axis=0)
+        shifts = probes & 63
         occupancy = words[:, 0]
-        hit = np.flatnonzero((occupancy >> shifts) & _ONE)
-        below = occupancy[hit] & ((_ONE << shifts[hit]) - _ONE)
-        occupied = (words[hit, 1] + np.bitwise_count(below)).astype(np.int64)
+        hit = np.flatnonzero((occupancy >> shifts) & 1)
+        # the rank of a bucket: occupied buckets before its word, plus those below it in the word
+        below = occupancy[hit] & ((1 << shifts[hit]) - 1)  # never bit 63: counts as unsigned
+        occupied = words[hit, 1] + np.bitwise_count(below)
         bounds = self._bounds[occupied]  # a bucket's start and the next one's, in one read
         starts = (bounds & _LOW_HALF).astype(np.int64)
         lengths = (bounds >> _HALF).astype(np.int64) - starts
@@ -320,8 +329,7 @@ class MultiIndex:
             distances = hamming_distances(self._words, candidates, queries, None)
             owners = np.zeros(total, dtype=np.int64)
         else:
-            per_query = len(self._probe_masks)
-            owners = np.repeat(hit // per_query, lengths)
+            owners = np.repeat(hit // self._probes_per_query, lengths)
             distances = hamming_distances(self._words, candidates, queries, owners)
         keep = distances <= radius
         owners, candidates, distances = owners[keep], candidates[keep], distances[keep]
