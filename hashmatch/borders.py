@@ -20,8 +20,9 @@ _SPREAD = 10.0
 _COLOUR_TOLERANCE = 12.0
 
 
-def _luminance(pixels: np.ndarray) -> np.ndarray:
-    values = pixels.astype(np.float32)
+def _luminance(lines: np.ndarray) -> np.ndarray:
+    """Rows of float luminance, from rows of grey or RGB pixels."""
+    values = lines.astype(np.float32)
     if values.ndim == 3 and values.shape[2] == 3:
         return values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return values.reshape(values.shape[0], values.shape[1])
@@ -30,16 +31,21 @@ def _luminance(pixels: np.ndarray) -> np.ndarray:
 def _border_depth(lines: np.ndarray) -> int:
     """How many leading lines (rows of ``lines``) are uniform and of the outermost's colour.
 
-    Only the first lines are examined, a growing prefix at a time: a border is thin, and most
-    images have none, so this usually looks at one line.
+    Only the first lines are examined, a growing prefix at a time, and only they are converted
+    to luminance: a border is thin, and most images have none, so this usually looks at one
+    line rather than the whole picture.
     """
-    reference = float(np.median(lines[0]))
+    reference: float | None = None
     depth, step = 0, 4
     limit = int(len(lines) * (1 - _MIN_CONTENT_FRACTION))
     while depth < limit:
-        block = lines[depth : min(depth + step, limit)]
+        block = _luminance(lines[depth : min(depth + step, limit)])
         means = block.mean(axis=1)
         spread = np.abs(block - means[:, None]).mean(axis=1) * 3  # ~ a 95th percentile
+        if reference is None:
+            if spread[0] > _SPREAD:
+                return 0  # the outermost line is not uniform: no border (the usual case)
+            reference = float(np.median(block[0]))
         flat = (spread <= _SPREAD) & (np.abs(means - reference) <= _COLOUR_TOLERANCE)
         if not flat.all():
             return depth + int(np.argmin(flat))
@@ -54,14 +60,14 @@ def content_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
     None when there is no border of at least :data:`MIN_BORDER_FRACTION` of a side, or when
     what remains would be too small to be the picture rather than a flat image.
     """
-    grey = _luminance(pixels)
-    height, width = grey.shape
+    height, width = pixels.shape[:2]
     if height < 16 or width < 16:
         return None
-    top = _border_depth(grey)
-    bottom = _border_depth(grey[::-1])
-    left = _border_depth(grey.T)
-    right = _border_depth(grey.T[::-1])
+    columns = pixels.swapaxes(0, 1)
+    top = _border_depth(pixels)
+    bottom = _border_depth(pixels[::-1])
+    left = _border_depth(columns)
+    right = _border_depth(columns[::-1])
     sides = (top / height, bottom / height, left / width, right / width)
     if max(sides) < MIN_BORDER_FRACTION:
         return None
