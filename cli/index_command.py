@@ -165,9 +165,12 @@ def _info_text(info: dict[str, Any]) -> str:
         f"  {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB",
     ]
     for name, data in info["algorithms"].items():
+        search = f"{data['searched_by']} search"
+        if data["searched_by"] != data["search"]["kind"]:
+            search += f" (its {data['search']['kind']} tables predate format 3: rebuild)"
         lines.append(
             f"  {name}: {data['codes']} unique hashes, {data['entries']} entries, threshold"
-            f" {data['threshold']}, {data['search']['kind']} search"
+            f" {data['threshold']}, {search}"
         )
     for item in info["lists"]:
         accepted = ", ".join(f"{a} {n}" for a, n in item["accepted"].items())

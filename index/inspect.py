@@ -42,10 +42,19 @@ def index_info(path: str | Path) -> dict[str, Any]:
         "created": data.get("created"),
         "entries": data.get("entries"),
         "bytes": size,
-        "algorithms": data["algorithms"],
+        "algorithms": {
+            name: {**summary, "searched_by": _searched_by(summary, data["format_version"])}
+            for name, summary in data["algorithms"].items()
+        },
         "lists": data["lists"],
         "versions_on_disk": versions,
     }
+
+
+def _searched_by(summary: dict[str, Any], format_version: int) -> str:
+    """The structure a search uses: an old format's multi-index tables are not read."""
+    kind = str(summary["search"]["kind"])
+    return "flat" if kind == "mih" and format_version < MIH_BITMAP_FORMAT else kind
 
 
 def verify_index(path: str | Path) -> list[str]:

@@ -32,7 +32,7 @@ from hashmatch.index.artifact import (
     write_manifest,
 )
 from hashmatch.index.build import BuildOptions, ListSource, build_index
-from hashmatch.index.inspect import verify_index
+from hashmatch.index.inspect import index_info, verify_index
 
 runner = CliRunner()
 PDQ = [c.tobytes().hex() for c in random_codes(20, seed=31)]
@@ -186,6 +186,11 @@ def test_multi_index_tables_of_format_2_are_searched_by_the_flat_scan(
     flipped = (flipped[0] ^ 0b111).to_bytes(1, "big") + flipped[1:]
     matches = matcher.lookup({"pdq": flipped.hex()})
     assert [(m.entry_id, m.distance) for m in matches] == [("e3", 3)]
+    assert index_info(index)["algorithms"]["pdq"]["searched_by"] == "flat"
+    info = runner.invoke(app, ["index", "info", str(index)])
+    assert "flat search (its mih tables predate format 3: rebuild)" in info.stdout
+    build_index([ListSource(source)], index, BuildOptions(search="mih"))
+    assert index_info(index)["algorithms"]["pdq"]["searched_by"] == "mih"
 
 
 def test_multi_index_tables_that_disagree_are_named_by_verify(tmp_path: Path, source: Path) -> None:
