@@ -44,6 +44,7 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_CHECKSUM",
     "METADATA",
+    "MIH_BITMAP_FORMAT",
     "VERSIONS",
     "ArrayWriter",
     "Manifest",
@@ -63,6 +64,9 @@ __all__ = [
 
 FORMAT_NAME = "hashmatch-index"
 FORMAT_VERSION = 3
+MIH_BITMAP_FORMAT = 3
+"""The first format whose multi-index tables are occupancy bitmaps (see :mod:`.mih`); older
+multi-index tables are not read, and those algorithms are searched by the flat scan."""
 """2 added the manifest's own checksum; format 1 manifests (without it) are still read."""
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -187,6 +191,13 @@ class Manifest:
     @property
     def files(self) -> dict[str, dict[str, Any]]:
         return self.data["files"]  # type: ignore[no-any-return]
+
+    def searched_by(self, algorithm: str) -> str:
+        """The structure searches of ``algorithm`` use: the recorded kind, except ``flat`` for
+        multi-index tables older than :data:`MIH_BITMAP_FORMAT`."""
+        kind = str(self.algorithms[algorithm]["search"]["kind"])
+        outdated = kind == "mih" and self.data["format_version"] < MIH_BITMAP_FORMAT
+        return "flat" if outdated else kind
 
 
 def manifest_checksum(data: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ from hashmatch.index.artifact import (
     read_manifest,
     resolve_version,
 )
-from hashmatch.index.loaded import MIH_BITMAP_FORMAT
 
 __all__ = ["index_info", "verify_index"]
 
@@ -43,18 +42,12 @@ def index_info(path: str | Path) -> dict[str, Any]:
         "entries": data.get("entries"),
         "bytes": size,
         "algorithms": {
-            name: {**summary, "searched_by": _searched_by(summary, data["format_version"])}
+            name: {**summary, "searched_by": manifest.searched_by(name)}
             for name, summary in data["algorithms"].items()
         },
         "lists": data["lists"],
         "versions_on_disk": versions,
     }
-
-
-def _searched_by(summary: dict[str, Any], format_version: int) -> str:
-    """The structure a search uses: an old format's multi-index tables are not read."""
-    kind = str(summary["search"]["kind"])
-    return "flat" if kind == "mih" and format_version < MIH_BITMAP_FORMAT else kind
 
 
 def verify_index(path: str | Path) -> list[str]:
@@ -104,7 +97,7 @@ def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> lis
         or bool(np.any(np.diff(offsets) < 1))
     ):
         problems.append(f"{algorithm}.entry_offsets: inconsistent with its codes and rows")
-    if data["search"]["kind"] == "mih" and manifest.data["format_version"] >= MIH_BITMAP_FORMAT:
+    if manifest.searched_by(algorithm) == "mih":
         problems += _check_multi_index(manifest, algorithm, len(codes), data["search"])
     return problems
 

@@ -31,10 +31,7 @@ from hashmatch.index.artifact import (
 from hashmatch.index.mih import MihLayout, MultiIndex
 from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
 
-__all__ = ["MIH_BITMAP_FORMAT", "AlgorithmIndex", "EntryRecord", "LoadedIndex"]
-
-MIH_BITMAP_FORMAT = 3
-"""The first format whose multi-index tables are occupancy bitmaps (see :mod:`.mih`)."""
+__all__ = ["AlgorithmIndex", "EntryRecord", "LoadedIndex"]
 
 _log = logging.getLogger("hashmatch.index")
 
@@ -167,19 +164,21 @@ def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> Algo
     if len(offsets) != len(codes) + 1 or (len(offsets) and offsets[-1] != len(rows)):
         raise IndexIntegrityError(f"{manifest.directory}: {name} entry tables do not fit its codes")
     search = data["search"]
-    searcher: CodeSearcher
-    if search["kind"] == "exact":
-        searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys"))
-    elif search["kind"] == "mih" and manifest.data["format_version"] < MIH_BITMAP_FORMAT:
+    kind = manifest.searched_by(name)
+    if kind != search["kind"]:
         _log.warning(
-            "%s: %s's multi-index tables are in format %s, which this version no longer reads;"
-            " searching it with the (exact, slower) flat scan until the index is rebuilt",
+            "%s: %s's %s tables are in format %s, which this version no longer reads;"
+            " searching it with the (exact, slower) %s scan until the index is rebuilt",
             manifest.directory,
             name,
+            search["kind"],
             manifest.data["format_version"],
+            kind,
         )
-        searcher = FlatSearcher(codes)
-    elif search["kind"] == "mih":
+    searcher: CodeSearcher
+    if kind == "exact":
+        searcher = ExactSearcher(codes, read_array(manifest, f"{name}.keys"))
+    elif kind == "mih":
         layout = MihLayout.from_json(int(data["bits"]), search)
         try:
             tables = MultiIndex(
@@ -192,10 +191,10 @@ def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> Algo
         except ValueError as exc:
             raise IndexIntegrityError(f"{manifest.directory}: {name}: {exc}") from None
         searcher = MultiIndexSearcher(tables)
-    elif search["kind"] == "flat":
+    elif kind == "flat":
         searcher = FlatSearcher(codes)
     else:
-        raise IndexIntegrityError(f"{manifest.path}: unknown search kind {search['kind']!r}")
+        raise IndexIntegrityError(f"{manifest.path}: unknown search kind {kind!r}")
     return AlgorithmIndex(
         name,
         codes,

@@ -213,11 +213,10 @@ class MultiIndex:
         self.layout = layout
         self.buckets = buckets
         """``(words, 2)`` uint64: 64 buckets' occupancy bits, and the occupied buckets before."""
-        self.starts = starts
+        self.starts = starts = np.ascontiguousarray(starts, dtype="<u4")
         """Where each occupied bucket's ids begin in :attr:`ids`, then the end of the last."""
         self.ids = ids
         """Code numbers sorted by substring key, substring after substring."""
-        starts = np.ascontiguousarray(starts, dtype="<u4")
         self._bounds = np.ndarray((len(starts) - 1,), dtype="<u8", buffer=starts, strides=(4,))
         """Overlapping 64-bit views: ``starts[i] | starts[i + 1] << 32``."""
         expected_words = sum(_table_buckets(length) for _, length in layout.substrings) // 64
@@ -286,19 +285,13 @@ class MultiIndex:
         if len(queries) <= _QUERIES_PER_PASS:
             return self._search_pass(queries, radius)
         # Passes keep the temporaries (a few thousand probes per query) in cache.
-        parts = [
-            self._search_pass(queries[first : first + _QUERIES_PER_PASS], radius)
-            for first in range(0, len(queries), _QUERIES_PER_PASS)
-        ]
-        owners = [
-            part[0] + first
-            for part, first in zip(parts, range(0, len(queries), _QUERIES_PER_PASS), strict=True)
-        ]
-        return (
-            np.concatenate(owners),
-            np.concatenate([part[1] for part in parts]),
-            np.concatenate([part[2] for part in parts]),
-        )
+        owners, rows, distances = [], [], []
+        for first in range(0, len(queries), _QUERIES_PER_PASS):
+            found = self._search_pass(queries[first : first + _QUERIES_PER_PASS], radius)
+            owners.append(found[0] + first)
+            rows.append(found[1])
+            distances.append(found[2])
+        return np.concatenate(owners), np.concatenate(rows), np.concatenate(distances)
 
     def _search_pass(
         self, queries: np.ndarray, radius: int
