@@ -35,6 +35,7 @@ import numpy as np
 
 from hashmatch import Matcher
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
+from hashmatch.fixtures.processes import group_ends
 from hashmatch.index.artifact import CURRENT, MANIFEST, VERSIONS, current_version
 from hashmatch.index.build import ListSource, build_index
 from hashmatch.index.inspect import index_info, verify_index
@@ -231,14 +232,8 @@ def wait_near_publish(
 
 def wait_for_orphans(group: int) -> str | None:
     """The killed build's helper (its SQLite writer) must notice and exit by itself."""
-    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return None
-        time.sleep(0.05)
-    os.killpg(group, signal.SIGKILL)
+    if group_ends(group, within=ORPHAN_GRACE_SECONDS):
+        return None
     return f"a helper of the killed build was still running after {ORPHAN_GRACE_SECONDS} s"
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from hashmatch import IndexBuildError, Matcher
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
+from hashmatch.fixtures.processes import group_ends
 from hashmatch.index.artifact import CURRENT, MANIFEST, METADATA, VERSIONS, current_version
 from hashmatch.index.build import ListSource, build_index
 from hashmatch.index.inspect import index_info, verify_index
@@ -82,20 +83,7 @@ def _kill_build_when(
     time.sleep(float(rng.uniform(0, 0.005)))
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert _group_ends(process.pid, within=5.0), "the killed build's writer is still running"
-
-
-def _group_ends(group: int, within: float) -> bool:
-    """Whether every process of ``group`` has exited in time (if not, they are killed)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    os.killpg(group, signal.SIGKILL)
-    return False
+    assert group_ends(process.pid, within=5.0), "the killed build's writer is still running"
 
 
 def _published(index: Path, markers: dict[str, str]) -> tuple[str | None, int, set[str]]:
