@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from hashmatch.batch import describe_error
+from hashmatch.batch import HashJob, describe_error, hash_file
 from hashmatch.errors import HashmatchError
 from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform
-from hashmatch.hashing import HashResult, hash_image
+from hashmatch.hashing import HashResult
 from hashmatch.index.build import BuildOptions, ListSource, build_index
 from hashmatch.index.matcher import (
     LOW_QUALITY_THRESHOLD,
@@ -32,6 +31,7 @@ from hashmatch.index.matcher import (
     nearest_distances,
     query_codes,
 )
+from hashmatch.loading import load_image
 from hashmatch.parallel import parallel_map
 from hashmatch.registry import resolve_algorithms
 
@@ -99,10 +99,7 @@ class EvalResult:
 class _Job:
     path: str
     transforms: tuple[str, ...]
-    algorithms: tuple[str, ...]
-    dihedral: bool
-    trim_borders: bool
-    recover: bool
+    hashing: HashJob
 
 
 @dataclass
@@ -116,34 +113,30 @@ class _Hashed:
     error: str | None = None
 
 
-def _load_picture(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        image.seek(0)
-        upright = ImageOps.exif_transpose(image) or image
-        if upright.mode in ("RGBA", "LA", "P", "PA"):
-            rgba = upright.convert("RGBA")
-            canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-            canvas.paste(rgba, mask=rgba.getchannel("A"))
-            return canvas
-        return upright.convert("RGB")
-
-
 def _hash_job(job: _Job) -> _Hashed:
-    """Everything one image contributes; failures become values (this runs in workers)."""
+    """Everything one image contributes; failures become values (this runs in workers). The
+    image is hashed as a scan would hash the file, then decoded in full for the edits."""
     hashed = _Hashed(job.path)
-    options = {"dihedral": job.dihedral, "trim_borders": job.trim_borders, "recover": job.recover}
+    outcome = hash_file(job.path, job.hashing)
+    if outcome.result is None:
+        hashed.error = outcome.error
+        return hashed
+    hashed.query = outcome.result
+    if not job.transforms:
+        return hashed
     try:
-        hashed.query = hash_image(job.path, job.algorithms, **options)
-        picture = _load_picture(job.path) if job.transforms else None
+        picture = load_image(job.path, exact=True, limits=job.hashing.limits).image
     except Exception as exc:
         hashed.error = describe_error(exc)
         return hashed
     for name in job.transforms:
         try:
-            edited = apply_transform(name, picture)  # type: ignore[arg-type]
-            hashed.edited[name] = hash_image(edited, job.algorithms, **options)
+            edited = apply_transform(name, picture)
         except Exception as exc:
             hashed.edited[name] = describe_error(exc)
+            continue
+        outcome = hash_file(edited, job.hashing)
+        hashed.edited[name] = outcome.result if outcome.result is not None else str(outcome.error)
     return hashed
 
 
@@ -164,16 +157,18 @@ def evaluate(
         )
     known_paths, other_paths = list(images), list(distractors)
 
-    def job(path: str, transforms: tuple[str, ...]) -> _Job:
-        return _Job(
-            path, transforms, algorithms, options.dihedral, options.trim_borders, options.recover
-        )
-
-    jobs = [job(path, options.transforms) for path in known_paths]
-    jobs += [job(path, ()) for path in other_paths]
+    hashing = HashJob(
+        algorithms,
+        dihedral=options.dihedral,
+        trim_borders=options.trim_borders,
+        recover=options.recover,
+    )
+    jobs = [_Job(path, options.transforms, hashing) for path in known_paths]
+    jobs += [_Job(path, (), hashing) for path in other_paths]
     hashed: list[_Hashed] = []
-    hashing = parallel_map(_hash_job, jobs, workers=options.workers, ordered=True)
-    for done, item in enumerate(hashing):
+    for done, item in enumerate(
+        parallel_map(_hash_job, jobs, workers=options.workers, ordered=True)
+    ):
         hashed.append(item)
         if progress:
             progress(done + 1, len(jobs))
