@@ -200,7 +200,8 @@ def _build_known_index(
 
 
 def _verdict(matcher: Matcher, result: HashResult, options: EvalOptions) -> MatchResult:
-    return matcher.verdict(result, thresholds=options.thresholds or None, dihedral=options.dihedral)
+    # the index was built with the evaluation's thresholds: no per-call override is needed
+    return matcher.verdict(result, dihedral=options.dihedral)
 
 
 def _score(
@@ -263,7 +264,7 @@ def _score(
                 distances = np.delete(distances, number)
             false_histograms[algorithm] += np.bincount(distances, minlength=bits[algorithm] + 1)
         pairs += len(known) - (own_id is not None)
-    thresholds = {a: matcher_threshold(matcher, a, options) for a in algorithms}
+    thresholds = {a: matcher.threshold(a, _LIST_NAME) for a in algorithms}
     return EvalResult(
         [item.path for item in known],
         [item.path for item in others],
@@ -277,13 +278,6 @@ def _score(
         false_matches,
         matcher.version,
     )
-
-
-def matcher_threshold(matcher: Matcher, algorithm: str, options: EvalOptions) -> int:
-    """The threshold the matcher applied to ``algorithm`` in this evaluation."""
-    if algorithm in options.thresholds:
-        return int(options.thresholds[algorithm])
-    return matcher.threshold(algorithm, _LIST_NAME)
 
 
 def recall_curve(result: EvalResult, algorithm: str) -> Iterator[tuple[int, float, float]]:
