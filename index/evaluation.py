@@ -56,10 +56,9 @@ class EvalOptions:
 
 @dataclass
 class TransformScore:
-    """Recall of one algorithm on one transform, and the distances behind it."""
+    """Recall of one algorithm on one transform (the keys of :attr:`EvalResult.scores`), and
+    the distances behind it."""
 
-    transform: str
-    algorithm: str
     found: int = 0
     """Edited copies matched to their own entry."""
     total: int = 0
@@ -84,7 +83,6 @@ class EvalResult:
     """Images that could not be hashed (path -> reason); they take no part."""
     options: EvalOptions
     thresholds: dict[str, int]
-    bits: dict[str, int]
     scores: dict[str, dict[str, TransformScore]]
     """By algorithm, then transform."""
     false_histograms: dict[str, np.ndarray]
@@ -92,7 +90,6 @@ class EvalResult:
     false_pairs: int
     false_matches: dict[str, int]
     """By algorithm: distinct-image pairs the matcher reported as a match."""
-    index_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,8 +146,9 @@ def evaluate(
 ) -> EvalResult:
     """Edit, hash and match every image; see the module docstring. Raises HashmatchError when
     no image can be hashed."""
-    algorithms = tuple(a.name for a in resolve_algorithms(options.algorithms))
-    exact = [a.name for a in resolve_algorithms(algorithms) if not a.needs_pixels]
+    specs = resolve_algorithms(options.algorithms)
+    algorithms = tuple(a.name for a in specs)
+    exact = [a.name for a in specs if not a.needs_pixels]
     if exact:
         raise HashmatchError(
             f"eval measures perceptual algorithms; {', '.join(exact)} only match identical files"
@@ -180,7 +178,8 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="hashmatch-eval-") as work:
         index = _build_known_index(Path(work), known, algorithms, options)
         with Matcher.open(index, verify=False) as matcher:
-            return _score(matcher, known, others, failed, algorithms, options)
+            bits = {a.name: a.bits for a in specs}
+            return _score(matcher, known, others, failed, bits, options)
 
 
 def _build_known_index(
@@ -209,10 +208,11 @@ def _score(
     known: list[_Hashed],
     others: list[_Hashed],
     failed: dict[str, str],
-    algorithms: tuple[str, ...],
+    bits: dict[str, int],
     options: EvalOptions,
 ) -> EvalResult:
-    bits = {a.name: a.bits for a in resolve_algorithms(algorithms)}
+    """``bits``: the code size of every algorithm evaluated."""
+    algorithms = tuple(bits)
     stored = {
         algorithm: np.frombuffer(
             b"".join(item.query[algorithm].value for item in known),  # type: ignore[index]
@@ -222,7 +222,7 @@ def _score(
     }
     scores = {
         algorithm: {
-            name: TransformScore(name, algorithm, histogram=np.zeros(bits[algorithm] + 1, np.int64))
+            name: TransformScore(histogram=np.zeros(bits[algorithm] + 1, np.int64))
             for name in options.transforms
         }
         for algorithm in algorithms
@@ -271,12 +271,10 @@ def _score(
         failed,
         options,
         thresholds,
-        bits,
         scores,
         false_histograms,
         pairs,
         false_matches,
-        matcher.version,
     )
 
 
