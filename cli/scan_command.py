@@ -125,7 +125,7 @@ def scan_command(
         workers,
         trim_borders,
         recover,
-        time_limit or None,
+        time_limit,
     )
     columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
     writer = open_writer(
