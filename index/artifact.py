@@ -60,6 +60,7 @@ __all__ = [
     "resolve_version",
     "row_keys",
     "write_manifest",
+    "write_synced_text",
 ]
 
 FORMAT_NAME = "hashmatch-index"
@@ -212,11 +213,18 @@ def write_manifest(directory: Path, data: dict[str, Any]) -> None:
     """Write a version's manifest, checksummed and synced (it is the last file of a version)."""
     path = directory / MANIFEST
     text = json.dumps({**data, MANIFEST_CHECKSUM: manifest_checksum(data)}, indent=2) + "\n"
-    with naming_write_errors(path), open(path, "w", encoding="utf-8") as file:
+    with naming_write_errors(path):
+        write_synced_text(path, text)
+
+
+def write_synced_text(path: Path, text: str) -> None:
+    """Write ``text`` owner-only and fsync it, so a rename that publishes it publishes all of
+    it even after a power loss."""
+    with open(path, "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
-    path.chmod(0o600)
+    os.chmod(path, 0o600)
 
 
 def read_manifest(directory: Path) -> Manifest:

@@ -25,6 +25,7 @@ from hashmatch.index.artifact import (
     current_version,
     fsync_directory,
     naming_write_errors,
+    write_synced_text,
 )
 
 __all__ = [
@@ -117,11 +118,7 @@ def _point_current_at(index: Path, name: str) -> None:
     """Replace ``CURRENT`` by rename: readers see the old name or the new one, never a part."""
     pointer = index / (CURRENT + ".tmp")
     try:
-        with open(pointer, "w", encoding="utf-8") as file:
-            file.write(name + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(pointer, 0o600)
+        write_synced_text(pointer, name + "\n")
         os.replace(pointer, index / CURRENT)
     except OSError:
         pointer.unlink(missing_ok=True)
