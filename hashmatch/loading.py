@@ -110,6 +110,20 @@ class LoadedImage:
     """How working rows map to original rows; None when they are the original pixels."""
     cols: AxisBoxes | None = None
 
+    @classmethod
+    def mapped(
+        cls,
+        image: Image.Image,
+        image_format: str | None,
+        rows: AxisBoxes | None,
+        cols: AxisBoxes | None,
+    ) -> LoadedImage:
+        """Working pixels whose rows and columns map onto an original as long as the axes say
+        (as the pixels themselves where an axis is None): a crop or edit of decoded pixels."""
+        width = cols.length if cols else image.width
+        height = rows.length if rows else image.height
+        return cls(image, width, height, image_format, rows, cols)
+
     @cached_property
     def array(self) -> np.ndarray:
         """The pixels as a read-only uint8 array, ``height x width x 3`` (or ``x 1`` for L)."""
@@ -134,6 +148,20 @@ class OpenedImage:
     exact decoding is always RGB, the pixels Meta's reference hashes."""
     _image: Image.Image = field(repr=False)
     _loaded: LoadedImage | None = field(default=None, repr=False)
+
+    def derived(self, loaded: LoadedImage) -> OpenedImage:
+        """This input with other working pixels (a crop or edit of its own), already decoded."""
+        return OpenedImage(
+            self.name,
+            None,
+            loaded.width,
+            loaded.height,
+            self.format,
+            self.exact,
+            self.grey,
+            loaded.image,
+            loaded,
+        )
 
     def decoded(self) -> LoadedImage:
         """The upright RGB pixels; raises an ImageError subclass if they do not decode."""
@@ -190,12 +218,7 @@ def trim_to_content(opened: OpenedImage) -> OpenedImage | None:
     top, bottom, left, right = box
     image = loaded.image.crop((left, top, right, bottom))
     rows, cols = _crop_axis(loaded.rows, top, bottom), _crop_axis(loaded.cols, left, right)
-    height = rows.length if rows else image.height
-    width = cols.length if cols else image.width
-    cropped = LoadedImage(image, width, height, loaded.format, rows, cols)
-    return OpenedImage(
-        opened.name, None, width, height, opened.format, opened.exact, opened.grey, image, cropped
-    )
+    return opened.derived(LoadedImage.mapped(image, loaded.format, rows, cols))
 
 
 def _crop_axis(axis: AxisBoxes | None, first: int, end: int) -> AxisBoxes | None:

@@ -50,9 +50,7 @@ def _uncrop(loaded: LoadedImage, fraction: float) -> LoadedImage:
     padded = np.pad(pixels, ((pad_rows, pad_rows), (pad_cols, pad_cols), (0, 0)), mode="edge")
     image = Image.fromarray(padded[:, :, 0] if padded.shape[2] == 1 else padded)
     rows, cols = _widen(loaded.rows, pad_rows), _widen(loaded.cols, pad_cols)
-    full_height = rows.length if rows else image.height
-    full_width = cols.length if cols else image.width
-    return LoadedImage(image, full_width, full_height, loaded.format, rows, cols)
+    return LoadedImage.mapped(image, loaded.format, rows, cols)
 
 
 def _widen(axis: AxisBoxes | None, pad: int) -> AxisBoxes | None:
@@ -99,18 +97,4 @@ def _reduced(loaded: LoadedImage) -> LoadedImage:
 def recovered_images(opened: OpenedImage) -> dict[str, OpenedImage]:
     """The opened image under every recovery edit, by edit name."""
     loaded = _reduced(opened.decoded())
-    recovered = {}
-    for name, edit in RECOVERY_EDITS.items():
-        edited = edit(loaded)
-        recovered[name] = OpenedImage(
-            opened.name,
-            None,
-            edited.width,
-            edited.height,
-            opened.format,
-            opened.exact,
-            opened.grey,
-            edited.image,
-            edited,
-        )
-    return recovered
+    return {name: opened.derived(edit(loaded)) for name, edit in RECOVERY_EDITS.items()}

@@ -227,8 +227,8 @@ class Matcher:
 
         ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
         picture inside letterbox or padding borders; ``recover`` also matches the image with a
-        small crop or tilt undone (six more PDQ lookups). ``time_limit`` abandons an image
-        that takes longer (status ``error``, kind ``timeout``; main thread only).
+        small crop or tilt undone (eight more PDQ hashes to look up). ``time_limit`` abandons an
+        image that takes longer (status ``error``, kind ``timeout``; main thread only).
         md5/sha256 come from the original bytes.
         Never raises for a bad image: the result's status is then ``error``.
         """
