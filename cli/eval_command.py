@@ -112,8 +112,7 @@ def eval_command(
         console.print("error: no images found among the given paths")
         raise typer.Exit(EXIT_BAD_INPUT)
     with BatchProgress("evaluating", [], enabled=not quiet) as progress:
-        for _ in range(len(known) + len(others)):
-            progress.discovered()
+        progress.discovered(len(known) + len(others))
         try:
             result = evaluate(
                 known,

@@ -71,9 +71,10 @@ class BatchProgress:
             self._refresh()
             self._progress.stop()
 
-    def discovered(self) -> None:
-        self.total += 1
-        if self.total % 64 == 0:
+    def discovered(self, count: int = 1) -> None:
+        """``count`` more files to do (the walk found them)."""
+        before, self.total = self.total, self.total + count
+        if before // 64 != self.total // 64:
             self._refresh()
 
     def advance(self, **increments: int) -> None:
