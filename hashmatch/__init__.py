@@ -5,6 +5,8 @@ Hash images (``hash_image``), build an index of known hashes, and match uploads 
 
 from __future__ import annotations
 
+import importlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 from hashmatch.errors import (
@@ -26,7 +28,12 @@ from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.lists import ListEntry, read_hash_list
 from hashmatch.loading import ImageLimits, LoadedImage, load_image
-from hashmatch.registry import Algorithm, algorithm_names, get_algorithm
+from hashmatch.registry import (
+    Algorithm,
+    algorithm_names,
+    get_algorithm,
+    load_builtin_algorithms,
+)
 
 if TYPE_CHECKING:
     from hashmatch.index.matcher import Match, Matcher, MatchResult
@@ -34,16 +41,28 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _INDEX_EXPORTS = {"Match": "matcher", "MatchResult": "matcher", "Matcher": "matcher"}
+_INDEX_IMPORT_LOCK = threading.Lock()
+
+# Registering the built-in algorithms costs a few milliseconds: done here, no thread can ever
+# see a half-filled registry (lookups still make sure of it, for code that imported only a
+# submodule).
+load_builtin_algorithms()
 
 
 def __getattr__(name: str) -> Any:
-    """The index API, imported on first use so ``import hashmatch`` stays light."""
-    if name in _INDEX_EXPORTS:
-        import importlib
+    """The index API, imported on first use so ``import hashmatch`` stays light.
 
-        module = importlib.import_module(f"hashmatch.index.{_INDEX_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'hashmatch' has no attribute {name!r}")
+    Threads asking together import it once; the names are then module globals, so this runs
+    only until the first import has finished.
+    """
+    if name not in _INDEX_EXPORTS:
+        raise AttributeError(f"module 'hashmatch' has no attribute {name!r}")
+    with _INDEX_IMPORT_LOCK:
+        if name not in globals():
+            for export, module_name in _INDEX_EXPORTS.items():
+                module = importlib.import_module(f"hashmatch.index.{module_name}")
+                globals()[export] = getattr(module, export)
+    return globals()[name]
 
 
 __all__ = [

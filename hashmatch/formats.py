@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from PIL import Image
 
+from hashmatch.once import once
+
 __all__ = [
     "DECODABLE_FORMATS",
     "IMAGE_EXTENSIONS",
@@ -35,9 +37,16 @@ DECODABLE_FORMATS: tuple[str, ...] = (
 """Pillow format names we decode (JPEG includes camera MPO files); HEIF needs pillow-heif."""
 
 
+@once
+def _pillow_plugins_imported() -> None:
+    """Pillow imports its format plugins on first need; threads opening their first images
+    together would each run that import loop, and could look a format up half-way."""
+    Image.init()
+
+
 def decodable_formats() -> list[str]:
     """The allowed formats this Pillow can open now (plugins may register later)."""
-    Image.init()
+    _pillow_plugins_imported()
     return [name for name in DECODABLE_FORMATS if name in Image.OPEN]
 
 

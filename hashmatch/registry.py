@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hashmatch.errors import UnknownAlgorithmError
+from hashmatch.once import once
 
 if TYPE_CHECKING:
     from hashmatch.hashes import Hash
@@ -24,6 +26,7 @@ __all__ = [
     "Computed",
     "algorithm_names",
     "get_algorithm",
+    "load_builtin_algorithms",
     "register_algorithm",
     "resolve_algorithms",
 ]
@@ -61,24 +64,28 @@ class Algorithm:
 
 
 _REGISTRY: dict[str, Algorithm] = {}
-_builtins_loaded = False
+_REGISTRY_LOCK = threading.Lock()
 
 
 def register_algorithm(algorithm: Algorithm) -> Algorithm:
     """Add an algorithm; names are unique and lower case."""
     if algorithm.name != algorithm.name.lower() or not algorithm.name.isidentifier():
         raise ValueError(f"algorithm names are lower-case identifiers, got {algorithm.name!r}")
-    if algorithm.name in _REGISTRY and _REGISTRY[algorithm.name] != algorithm:
-        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
-    _REGISTRY[algorithm.name] = algorithm
+    with _REGISTRY_LOCK:
+        if algorithm.name in _REGISTRY and _REGISTRY[algorithm.name] != algorithm:
+            raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+        _REGISTRY[algorithm.name] = algorithm
     return algorithm
 
 
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
+@once
+def load_builtin_algorithms() -> None:
+    """Import every module of :mod:`hashmatch.algorithms`, each registering its algorithm.
+
+    ``import hashmatch`` does this; every lookup also makes sure of it. Threads that ask while
+    the modules are being imported wait for all of them: a registry seen half-filled would
+    make a known algorithm look unknown.
+    """
     package = importlib.import_module("hashmatch.algorithms")
     for module in pkgutil.iter_modules(package.__path__):
         if not module.name.startswith("_"):
@@ -87,7 +94,7 @@ def _load_builtins() -> None:
 
 def get_algorithm(name: str) -> Algorithm:
     """The registered algorithm called ``name`` (case-insensitive)."""
-    _load_builtins()
+    load_builtin_algorithms()
     try:
         return _REGISTRY[name.strip().lower()]
     except KeyError:
@@ -97,11 +104,13 @@ def get_algorithm(name: str) -> Algorithm:
 
 def algorithm_names() -> list[str]:
     """Every registered algorithm, PDQ first, then perceptual, then exact."""
-    _load_builtins()
+    load_builtin_algorithms()
     order = {"pdq": 0}
+    with _REGISTRY_LOCK:
+        registered = dict(_REGISTRY)
     return sorted(
-        _REGISTRY,
-        key=lambda n: (order.get(n, 1 if _REGISTRY[n].needs_pixels else 2), n),
+        registered,
+        key=lambda n: (order.get(n, 1 if registered[n].needs_pixels else 2), n),
     )
 
 

@@ -12,8 +12,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,12 @@ class AlgorithmIndex:
     searcher: CodeSearcher
     threshold: int
     design_radius: int
+    _inverse_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _inverse: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def entries_of(self, code_rows: np.ndarray) -> list[np.ndarray]:
         return [
@@ -65,17 +70,26 @@ class AlgorithmIndex:
 
     def codes_of_entries(self, rowids: list[int]) -> np.ndarray:
         """The stored codes of these entry rows (rows of this algorithm only)."""
-        positions = np.searchsorted(self._rows_sorted[0], rowids)
-        positions = np.minimum(positions, len(self._rows_sorted[0]) - 1)
-        found = self._rows_sorted[0][positions] == np.asarray(rowids, dtype=np.int64)
-        return self.codes[self._rows_sorted[1][positions[found]]]
+        sorted_rows, code_rows = self._rows_sorted()
+        positions = np.searchsorted(sorted_rows, rowids)
+        positions = np.minimum(positions, len(sorted_rows) - 1)
+        found = sorted_rows[positions] == np.asarray(rowids, dtype=np.int64)
+        return self.codes[code_rows[positions[found]]]
 
-    @cached_property
     def _rows_sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        """Entry rows in ascending order, and the code row of each: the inverse of the CSR."""
-        owners = np.repeat(np.arange(len(self.codes)), np.diff(self.entry_offsets))
-        order = np.argsort(self.entry_rows, kind="stable")
-        return self.entry_rows[order].astype(np.int64), owners[order]
+        """Entry rows in ascending order, and the code row of each: the inverse of the CSR.
+
+        Built on first use (a sort of every entry row: seconds at 10M), once, however many
+        threads ask for it together."""
+        if self._inverse is None:
+            with self._inverse_lock:
+                if self._inverse is None:
+                    owners = np.repeat(np.arange(len(self.codes)), np.diff(self.entry_offsets))
+                    order = np.argsort(self.entry_rows, kind="stable")
+                    inverse = (self.entry_rows[order].astype(np.int64), owners[order])
+                    object.__setattr__(self, "_inverse", inverse)  # frozen: set once, here
+        assert self._inverse is not None
+        return self._inverse
 
 
 class LoadedIndex:
@@ -109,6 +123,7 @@ class LoadedIndex:
         # dropping it leaves the file open until the cycle collector runs (in a long-lived
         # process, possibly much later): close it as soon as this version is unreferenced.
         weakref.finalize(self, self._database.close)
+        self._has_entry_lookup = self._lookup_by_entry_exists()
 
     @property
     def version(self) -> str:
@@ -142,8 +157,7 @@ class LoadedIndex:
         query = "SELECT rowid FROM entries WHERE entry_id = ? AND list = ? AND algorithm = ?"
         return [row for (row,) in self._query(query, [entry_id, list_name, algorithm])]
 
-    @cached_property
-    def _has_entry_lookup(self) -> bool:
+    def _lookup_by_entry_exists(self) -> bool:
         query = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
         return bool(self._query(query, [ENTRY_LOOKUP]))
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
+
+from hashmatch.once import shared_table
 
 __all__ = ["MihLayout", "MultiIndex", "choose_layout", "hamming_distances"]
 
@@ -156,7 +157,7 @@ def choose_layout(count: int, bits: int, radius: int, *, force: bool = False) ->
     return best[1]
 
 
-@lru_cache(maxsize=64)
+@shared_table(maxsize=64)
 def _flip_masks(length: int, flips: int) -> np.ndarray:
     """Every ``length``-bit mask with at most ``flips`` bits set."""
     masks = [0]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 
 import imagehash
 from PIL import Image
 
 from hashmatch.hashes import Hash
 from hashmatch.loading import OpenedImage
+from hashmatch.once import Once
 from hashmatch.registry import Algorithm, Computed, register_algorithm
 
 DEFAULT_THRESHOLD_64 = 10
@@ -21,10 +23,19 @@ def register_imagehash(
     function: Callable[[Image.Image], imagehash.ImageHash],
     description: str,
     threshold: int = DEFAULT_THRESHOLD_64,
+    imports: Sequence[str] = (),
 ) -> Algorithm:
-    """Register ``function`` (an imagehash 8x8 hash) as the algorithm ``name``."""
+    """Register ``function`` (an imagehash 8x8 hash) as the algorithm ``name``.
+
+    ``imports`` are the modules ``function`` imports on each call (imagehash defers scipy and
+    pywt that way): they are imported once, under a lock, before the first hash, so threads
+    hashing together for the first time never meet a module another thread is still
+    importing, and ``import hashmatch`` does not pay for them.
+    """
+    ready = Once(lambda: [importlib.import_module(module) for module in imports])
 
     def compute(image: OpenedImage, dihedral: bool) -> Computed:
+        ready()
         result = function(image.decoded().image)
         return Computed(Hash.from_bits(name, result.hash))
 

@@ -10,12 +10,11 @@ Results agree bit for bit with the reference on the same RGB pixels (tests pin t
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from hashmatch.hashes import Hash
 from hashmatch.loading import OpenedImage
+from hashmatch.once import shared_table
 from hashmatch.reduction import AxisBoxes
 from hashmatch.registry import Algorithm, Computed, register_algorithm
 
@@ -79,7 +78,7 @@ def _full_resolution_weights(length: int) -> np.ndarray:
     return np.cumsum(diff, axis=1)[:, :length]
 
 
-@lru_cache(maxsize=64)
+@shared_table(maxsize=64)
 def _axis_weights(boxes: AxisBoxes) -> tuple[np.ndarray, np.ndarray]:
     """The per-sample weights over the working pixels of one axis, as a compact band.
 

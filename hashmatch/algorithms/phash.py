@@ -5,5 +5,8 @@ import imagehash
 from hashmatch.algorithms._imagehash_family import register_imagehash
 
 ALGORITHM = register_imagehash(
-    "phash", imagehash.phash, "imagehash DCT hash, 64 bits; robust to resizing and re-encoding"
+    "phash",
+    imagehash.phash,
+    "imagehash DCT hash, 64 bits; robust to resizing and re-encoding",
+    imports=("scipy.fftpack",),
 )

@@ -1,0 +1,106 @@
+"""Work done on first use, made safe for threads that all get there first together.
+
+An upload service's thread pool makes its first calls at the same moment, so every lazy
+initialisation in hashmatch goes through here: :func:`once` for one-off set-up (the algorithm
+registry, imports a function makes on first call) and :func:`shared_table` for tables built
+per argument and shared by every caller (PDQ's filter weights, multi-index flip masks). A
+check-then-set without a lock lets a second thread see the flag before the work is done.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import numpy as np
+
+__all__ = ["Once", "once", "shared_table"]
+
+Result = TypeVar("Result")
+Parameters = ParamSpec("Parameters")
+
+
+class Once(Generic[Result]):
+    """Calls a function the first time it is called and returns that result ever after.
+
+    Threads that arrive while the first call runs wait for it and get its result; if it
+    raises, nothing is remembered and the next call tries again. A call from inside the
+    function itself (the same thread, re-entering) raises instead of deadlocking.
+    """
+
+    def __init__(self, function: Callable[[], Result]) -> None:
+        self._function = function
+        self._lock = threading.RLock()
+        self._done = False
+        self._running = False
+        self._result: Result | None = None
+        functools.update_wrapper(self, function)
+
+    def __call__(self) -> Result:
+        if self._done:  # set only after the result is stored: a reader never sees it early
+            return self._result  # type: ignore[return-value]
+        with self._lock:
+            if not self._done:
+                if self._running:
+                    raise RuntimeError(f"{self._function.__qualname__} re-entered itself")
+                self._running = True
+                try:
+                    self._result = self._function()
+                    self._done = True
+                finally:
+                    self._running = False
+        return self._result  # type: ignore[return-value]
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+def once(function: Callable[[], Result]) -> Once[Result]:
+    """Decorator form of :class:`Once`."""
+    return Once(function)
+
+
+def shared_table(
+    maxsize: int,
+) -> Callable[[Callable[Parameters, Result]], Callable[Parameters, Result]]:
+    """Memoise a pure table builder: each argument's table is built once and shared.
+
+    Unlike ``functools.lru_cache``, concurrent first calls for the same arguments build the
+    table once (the others wait), and numpy arrays in the result are made read-only, so no
+    caller can change a table every other caller reads. The least recently used of more than
+    ``maxsize`` tables is dropped.
+    """
+
+    def decorate(function: Callable[Parameters, Result]) -> Callable[Parameters, Result]:
+        tables: OrderedDict[Hashable, Result] = OrderedDict()
+        lock = threading.Lock()
+
+        @functools.wraps(function)
+        def cached(*args: Parameters.args, **kwargs: Parameters.kwargs) -> Result:
+            key = (args, tuple(sorted(kwargs.items())))
+            with lock:  # building a table takes microseconds to milliseconds: others wait
+                if key in tables:
+                    tables.move_to_end(key)
+                    return tables[key]
+                table = _read_only(function(*args, **kwargs))
+                tables[key] = table
+                if len(tables) > maxsize:
+                    tables.popitem(last=False)
+                return table
+
+        return cached
+
+    return decorate
+
+
+def _read_only(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        value.setflags(write=False)
+    elif isinstance(value, tuple):
+        for item in value:
+            _read_only(item)
+    return value
