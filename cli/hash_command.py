@@ -12,6 +12,7 @@ from hashmatch.batch import HashJob, HashOutcome, hash_files
 from hashmatch.cli.options import parse_algorithms, parse_limits
 from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
+from hashmatch.errors import WorkerError
 from hashmatch.parallel import default_workers
 from hashmatch.walking import SkipCount, walk_images
 
@@ -78,6 +79,7 @@ def hash_command(
     writer = open_writer(fmt, columns, output, table_title="hashmatch hash")
     started = time.monotonic()
     failed = written = 0
+    stopped: WorkerError | None = None
     with BatchProgress("hashing", ["errors"], enabled=not quiet) as progress:
         walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
         entries = discover_in_background(walk, progress)
@@ -88,16 +90,20 @@ def hash_command(
                 written += 1
                 failed += outcome.error is not None
                 progress.advance(errors=int(outcome.error is not None))
+        except WorkerError as exc:  # workers keep dying: what was hashed is written
+            stopped = exc
         finally:
             writer.close()
-    if not quiet:
+    if stopped is not None:
+        stderr_console().print(f"error: {stopped}", markup=False)
+    if not quiet or stopped is not None:
         elapsed = time.monotonic() - started
         rate = written / elapsed if elapsed > 0 else 0.0
         stderr_console().print(
             f"hashed {written - failed} of {written} files, {failed} failed, {skipped.count}"
             f" skipped (not images or symbolic links) in {elapsed:.1f}s ({rate:.1f} files/s)"
         )
-    raise typer.Exit(EXIT_FAILURES if failed else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURES if failed or stopped else EXIT_OK)
 
 
 def _columns(names: tuple[str, ...], dihedral: bool) -> list[str]:

@@ -25,7 +25,7 @@ from hashmatch.cli.options import (
 )
 from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
-from hashmatch.errors import HashmatchError
+from hashmatch.errors import HashmatchError, WorkerError
 from hashmatch.parallel import default_workers
 from hashmatch.walking import SkipCount, walk_images
 
@@ -138,6 +138,7 @@ def scan_command(
     tally = ScanTally(resumed=len(done))
     started = time.monotonic()
     interrupted = False
+    stopped: WorkerError | None = None
     with BatchProgress("scanning", ["matched", "errors"], enabled=not quiet) as progress:
         walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
         skips = SkipCount()
@@ -157,13 +158,20 @@ def scan_command(
                 )
         except KeyboardInterrupt:
             interrupted = True
+        except WorkerError as exc:  # workers keep dying: what was scanned is written
+            stopped = exc
         finally:
             writer.close()
     tally.skipped = skips.count
-    if not quiet or interrupted:
-        _summary(console, tally, time.monotonic() - started, interrupted)
+    if stopped is not None:
+        console.print(f"error: {stopped}", markup=False)
+    ended = "interrupted after" if interrupted else "stopped after" if stopped else "scanned"
+    if not quiet or ended != "scanned":
+        _summary(console, tally, time.monotonic() - started, ended)
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped is not None:
+        raise typer.Exit(EXIT_ERRORS)
     if tally.matched:
         raise typer.Exit(EXIT_MATCH)
     raise typer.Exit(EXIT_ERRORS if tally.errors else EXIT_CLEAN)
@@ -235,9 +243,8 @@ def _record(path: str, result: Any, with_hashes: bool, fmt: OutputFormat) -> dic
     return record
 
 
-def _summary(console: Any, tally: ScanTally, elapsed: float, interrupted: bool) -> None:
+def _summary(console: Any, tally: ScanTally, elapsed: float, head: str) -> None:
     rate = tally.files / elapsed if elapsed > 0 else 0.0
-    head = "interrupted after" if interrupted else "scanned"
     resumed = f" ({tally.resumed} done earlier)" if tally.resumed else ""
     console.print(
         f"{head} {tally.files} files{resumed}: {tally.matched} matched, {tally.low_quality} low"

@@ -23,6 +23,7 @@ from hashmatch.errors import (
     IndexIntegrityError,
     UnknownAlgorithmError,
     UnsupportedImageError,
+    WorkerError,
 )
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult, hash_image
@@ -88,6 +89,7 @@ __all__ = [
     "Matcher",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
+    "WorkerError",
     "__version__",
     "algorithm_names",
     "get_algorithm",

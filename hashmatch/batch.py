@@ -14,10 +14,17 @@ from hashmatch.deadline import DeadlineExceeded, deadline
 from hashmatch.errors import HashmatchError, ImageError, ImageTimeoutError
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
-from hashmatch.parallel import parallel_map
+from hashmatch.parallel import WorkerCrash, parallel_map
 from hashmatch.walking import WalkEntry
 
-__all__ = ["HashJob", "HashOutcome", "describe_error", "hash_file", "hash_files"]
+__all__ = [
+    "HashJob",
+    "HashOutcome",
+    "crashed_outcome",
+    "describe_error",
+    "hash_file",
+    "hash_files",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,9 @@ class HashOutcome:
     """The file, when the source was a path (None for bytes, file objects, PIL images)."""
     result: HashResult | None
     error: str | None = None
-    """``kind: reason``, e.g. ``decode: image file is truncated``; None on success."""
+    """``kind: reason``, e.g. ``decode: image file is truncated``; None on success. Kinds:
+    those of :class:`~hashmatch.ImageError`, ``crashed`` (the file killed the worker process
+    hashing it, twice), ``error`` and ``internal`` (a bug)."""
 
 
 def describe_error(exc: BaseException) -> str:
@@ -54,6 +63,14 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, HashmatchError):
         return f"error: {exc}"
     return f"internal: {type(exc).__name__}: {exc}"
+
+
+def crashed_outcome(source: ImageSource | WalkEntry, crash: WorkerCrash) -> HashOutcome:
+    """The outcome of a file that killed the worker processes hashing it."""
+    if isinstance(source, WalkEntry):
+        source = source.path
+    path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    return HashOutcome(path, None, f"crashed: {crash}")
 
 
 def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
@@ -91,6 +108,10 @@ def _hash_task(task: tuple[str | WalkEntry, HashJob]) -> HashOutcome:
     return hash_file(*task)
 
 
+def _crashed_task(task: tuple[str | WalkEntry, HashJob], crash: WorkerCrash) -> HashOutcome:
+    return crashed_outcome(task[0], crash)
+
+
 def hash_files(
     items: Iterable[str | WalkEntry],
     job: HashJob = HashJob(),
@@ -101,7 +122,9 @@ def hash_files(
     """Hash every path, yielding outcomes in input order (or as they finish if not ``ordered``).
 
     ``items`` may come straight from :func:`~hashmatch.walking.walk_images`: entries that
-    carry a walk error become error outcomes; skipped entries must be filtered out first.
+    carry a walk error become error outcomes; skipped entries must be filtered out first. A
+    file that kills its worker twice becomes a ``crashed`` outcome; workers that keep dying
+    raise :class:`~hashmatch.WorkerError`.
     """
     tasks = ((item, job) for item in items)
-    return parallel_map(_hash_task, tasks, workers=workers, ordered=ordered)
+    return parallel_map(_hash_task, tasks, workers=workers, ordered=ordered, crashed=_crashed_task)

@@ -20,6 +20,7 @@ __all__ = [
     "ImageTooLargeError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
+    "WorkerError",
 ]
 
 
@@ -99,3 +100,10 @@ class IndexIntegrityError(HashmatchError):
 
 class IndexBuildError(HashmatchError):
     """A build that was refused (bad configuration, empty result, another build running)."""
+
+
+class WorkerError(HashmatchError):
+    """A batch's worker processes keep dying (or cannot start), so the batch was stopped.
+
+    One file that crashes its worker is not this: it becomes that file's ``crashed`` error
+    record. This is raised when workers die again and again without finishing any file."""

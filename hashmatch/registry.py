@@ -27,6 +27,7 @@ __all__ = [
     "algorithm_names",
     "get_algorithm",
     "load_builtin_algorithms",
+    "plugin_modules",
     "register_algorithm",
     "resolve_algorithms",
 ]
@@ -65,6 +66,7 @@ class Algorithm:
 
 _REGISTRY: dict[str, Algorithm] = {}
 _REGISTRY_LOCK = threading.Lock()
+_BUILTIN_PACKAGE = "hashmatch.algorithms"
 
 
 def register_algorithm(algorithm: Algorithm) -> Algorithm:
@@ -86,10 +88,31 @@ def load_builtin_algorithms() -> None:
     the modules are being imported wait for all of them: a registry seen half-filled would
     make a known algorithm look unknown.
     """
-    package = importlib.import_module("hashmatch.algorithms")
+    package = importlib.import_module(_BUILTIN_PACKAGE)
     for module in pkgutil.iter_modules(package.__path__):
         if not module.name.startswith("_"):
-            importlib.import_module(f"hashmatch.algorithms.{module.name}")
+            importlib.import_module(f"{_BUILTIN_PACKAGE}.{module.name}")
+
+
+def plugin_modules() -> tuple[str, ...]:
+    """The modules, other than the built-in ones, whose algorithms are registered here.
+
+    Worker processes import these before their first task, so an algorithm a program
+    registers from its own module hashes in batch workers as it does in the program.
+    (Algorithms registered by a script's ``__main__`` are registered again when the worker
+    re-imports the script, as multiprocessing does.)
+    """
+    with _REGISTRY_LOCK:
+        modules = {getattr(a.compute, "__module__", None) for a in _REGISTRY.values()}
+    return tuple(
+        sorted(
+            name
+            for name in modules
+            if name
+            and name not in ("__main__", "__mp_main__")
+            and not name.startswith(f"{_BUILTIN_PACKAGE}.")
+        )
+    )
 
 
 def get_algorithm(name: str) -> Algorithm:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashmatch.batch import HashJob, describe_error, hash_file
+from hashmatch.batch import HashJob, crashed_outcome, describe_error, hash_file
 from hashmatch.errors import HashmatchError
 from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform
 from hashmatch.hashing import HashResult
@@ -32,7 +32,7 @@ from hashmatch.index.matcher import (
     query_codes,
 )
 from hashmatch.loading import load_image
-from hashmatch.parallel import parallel_map
+from hashmatch.parallel import WorkerCrash, parallel_map
 from hashmatch.registry import resolve_algorithms
 
 __all__ = ["EvalOptions", "EvalResult", "TransformScore", "evaluate"]
@@ -137,6 +137,10 @@ def _hash_job(job: _Job) -> _Hashed:
     return hashed
 
 
+def _crashed_job(job: _Job, crash: WorkerCrash) -> _Hashed:
+    return _Hashed(job.path, error=crashed_outcome(job.path, crash).error)
+
+
 def evaluate(
     images: Iterable[str],
     options: EvalOptions = EvalOptions(),
@@ -165,7 +169,7 @@ def evaluate(
     jobs += [_Job(path, (), hashing) for path in other_paths]
     hashed: list[_Hashed] = []
     for done, item in enumerate(
-        parallel_map(_hash_job, jobs, workers=options.workers, ordered=True)
+        parallel_map(_hash_job, jobs, workers=options.workers, ordered=True, crashed=_crashed_job)
     ):
         hashed.append(item)
         if progress:

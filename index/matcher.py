@@ -264,7 +264,9 @@ class Matcher:
         Decoding and hashing run in ``workers`` processes; lookups run here, against this one
         loaded index. Paths are the cheapest sources to send to workers. With ``workers`` > 1
         a script must call this under ``if __name__ == "__main__":``, as with any
-        multiprocessing code (the worker processes import the main module).
+        multiprocessing code (the worker processes import the main module). A file that kills
+        the worker hashing it, twice, becomes an ``error`` result of kind ``crashed``; workers
+        that keep dying raise :class:`~hashmatch.WorkerError`.
         """
         from hashmatch.index.scan import ScanOptions, scan_sources
 

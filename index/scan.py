@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from hashmatch.batch import HashJob, HashOutcome, hash_file
+from hashmatch.batch import HashJob, HashOutcome, crashed_outcome, hash_file
 from hashmatch.index.matcher import Matcher, MatchResult
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
-from hashmatch.parallel import parallel_map
+from hashmatch.parallel import WorkerCrash, parallel_map
 from hashmatch.walking import WalkEntry
 
 __all__ = ["ScanOptions", "scan_sources"]
@@ -59,7 +59,8 @@ def scan_sources(
             # a path travels to the worker; the result travels back; the source stays here
             yield number, source, job
 
-    for number, outcome in parallel_map(_numbered_hash, jobs(), workers=options.workers):
+    hashed = parallel_map(_numbered_hash, jobs(), workers=options.workers, crashed=_numbered_crash)
+    for number, outcome in hashed:
         source = in_flight.pop(number)
         yield (
             number,
@@ -71,3 +72,10 @@ def scan_sources(
 def _numbered_hash(task: tuple[int, ImageSource | WalkEntry, HashJob]) -> tuple[int, HashOutcome]:
     number, source, job = task
     return number, hash_file(source, job)
+
+
+def _numbered_crash(
+    task: tuple[int, ImageSource | WalkEntry, HashJob], crash: WorkerCrash
+) -> tuple[int, HashOutcome]:
+    number, source, _ = task
+    return number, crashed_outcome(source, crash)
