@@ -83,7 +83,8 @@ def _kill_build_when(
     time.sleep(float(rng.uniform(0, 0.005)))
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert group_ends(process.pid, within=5.0), "the killed build's writer is still running"
+    # the orphaned writer notices within a second (its queue poll) plus one batch of inserts
+    assert group_ends(process.pid, within=60.0), "the killed build's writer is still running"
 
 
 def _published(index: Path, markers: dict[str, str]) -> tuple[str | None, int, set[str]]:
@@ -160,7 +161,7 @@ def test_a_build_that_runs_out_of_space_fails_cleanly_and_leaves_the_index(
     build_index([ListSource(old_list)], index)
     before = _snapshot(index)
     command = _cli_build(new_list, index, "-c", FILE_SIZE_LIMITED, str(limit))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr
     assert re.search(rf"^error: .*{re.escape(failing)}", result.stderr), result.stderr
     assert "Traceback" not in result.stderr

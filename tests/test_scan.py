@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hashmatch import Matcher, hash_image
 from hashmatch.cli.app import app
+from hashmatch.fixtures.faults import MARKERS_VARIABLE, cli_with_faults
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode, truncated
 from hashmatch.fixtures.images import save_image, synthetic_photo
@@ -169,10 +170,9 @@ def test_resume_skips_recorded_paths_and_repairs_a_cut_line(world, tmp_path: Pat
 
 
 def _scan_command(index: Path, uploads: Path, output: Path, *options: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "hashmatch.cli",
+    """A scan that also runs the ``faulty`` algorithm, so a file named ``hang...`` holds it
+    at that file until the test acts (:mod:`hashmatch.fixtures.faults`)."""
+    return cli_with_faults(
         "scan",
         str(uploads),
         "--index",
@@ -181,28 +181,39 @@ def _scan_command(index: Path, uploads: Path, output: Path, *options: str) -> li
         str(output),
         "-f",
         "jsonl",
+        "-a",
+        "pdq,faulty",
+        "--time-limit",
+        "0",
         *options,
-    ]
+    )
 
 
 def _start_and_signal(
-    command: list[str], output: Path, signal_number: int, **popen: object
+    command: list[str], markers: Path, hanging: str, signal_number: int, **popen: object
 ) -> subprocess.Popen:
-    """Start a scan of 40 large uploads and send it a signal once it has written records."""
-    process = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 400):
-        time.sleep(0.05)
+    """Start a scan and send it a signal once it is held at the file ``hanging``."""
+    process = subprocess.Popen(  # type: ignore[call-overload]
+        command, env={**os.environ, MARKERS_VARIABLE: str(markers)}, **popen
+    )
+    marker = markers / f"{hanging}.pid"
+    deadline = time.monotonic() + 120  # reaching it takes about a second here
+    while not marker.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the scan never got there"
+        time.sleep(0.02)
     process.send_signal(signal_number)
     return process
 
 
 @pytest.fixture
 def many_uploads(tmp_path: Path) -> Path:
+    """40 uploads; in name order, the 21st holds its scan until something happens."""
     folder = tmp_path / "many"
     folder.mkdir()
-    for seed in range(40):
-        save_image(synthetic_photo(1000 + seed, (900, 700)), folder / f"u{seed:03d}.jpg")
+    names = [f"a{n:03d}.jpg" for n in range(20)] + ["hang1-k.jpg"]
+    names += [f"z{n:03d}.jpg" for n in range(19)]
+    for seed, name in enumerate(names):
+        save_image(synthetic_photo(1000 + seed, (900, 700)), folder / name)
     return folder
 
 
@@ -211,14 +222,16 @@ def test_killed_scan_keeps_its_records_and_resume_completes_it(
     world, many_uploads: Path, tmp_path: Path
 ) -> None:
     index, _ = world
-    output = tmp_path / "out.jsonl"
+    output, markers = tmp_path / "out.jsonl", tmp_path / "markers"
+    markers.mkdir()
     command = _scan_command(index, many_uploads, output, "-q", "--workers", "1")
-    _start_and_signal(command, output, signal.SIGKILL).wait()
+    _start_and_signal(command, markers, "hang1-k.jpg", signal.SIGKILL).wait()
     kept = [json.loads(line) for line in output.read_text().splitlines() if line.endswith("}")]
-    assert 0 < len(kept) < 40
+    # one worker, files in name order, each record flushed: exactly the 20 before it
+    assert [Path(r["path"]).name for r in kept] == [f"a{n:03d}.jpg" for n in range(20)]
     resume = _scan_command(index, many_uploads, output, "-q", "--workers", "2")
     resume[resume.index("-o") : resume.index("-o") + 2] = ["--resume", str(output)]
-    subprocess.run(resume, check=False)
+    subprocess.run(resume, check=False, env={**os.environ, MARKERS_VARIABLE: str(markers)})
     paths = [json.loads(line)["path"] for line in output.read_text().splitlines()]
     assert len(paths) == len(set(paths)) == 40
 
@@ -228,13 +241,18 @@ def test_ctrl_c_flushes_prints_the_summary_and_exits_130(
     world, many_uploads: Path, tmp_path: Path
 ) -> None:
     index, _ = world
-    output = tmp_path / "out.jsonl"
+    output, markers = tmp_path / "out.jsonl", tmp_path / "markers"
+    markers.mkdir()
+    (many_uploads / "hang1-k.jpg").rename(many_uploads / "hang-k.jpg")  # hangs every time
     command = _scan_command(index, many_uploads, output, "--workers", "2")
-    process = _start_and_signal(command, output, signal.SIGINT, stderr=subprocess.PIPE, text=True)
-    _, stderr = process.communicate(timeout=60)
+    process = _start_and_signal(
+        command, markers, "hang-k.jpg", signal.SIGINT, stderr=subprocess.PIPE, text=True
+    )
+    _, stderr = process.communicate(timeout=120)  # a worker stuck on a file must not hold it
     assert process.returncode == 130
     assert "interrupted after" in stderr and "Traceback" not in stderr
-    assert all(json.loads(line) for line in output.read_text().splitlines())
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert "hang-k.jpg" not in {Path(r["path"]).name for r in records}
 
 
 def test_match_many_yields_every_source_once(world) -> None:
