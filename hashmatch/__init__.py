@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from hashmatch.errors import (
+    EvaluationError,
     HashFormatError,
     HashListError,
     HashmatchError,
@@ -21,6 +22,7 @@ from hashmatch.errors import (
     IndexBuildError,
     IndexFormatError,
     IndexIntegrityError,
+    OptionError,
     UnknownAlgorithmError,
     UnsupportedImageError,
     WorkerError,
@@ -68,6 +70,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Algorithm",
+    "EvaluationError",
     "Hash",
     "HashFormatError",
     "HashListError",
@@ -87,6 +90,7 @@ __all__ = [
     "Match",
     "MatchResult",
     "Matcher",
+    "OptionError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
     "WorkerError",

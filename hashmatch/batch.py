@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from hashmatch.deadline import DeadlineExceeded, deadline
-from hashmatch.errors import HashmatchError, ImageError, ImageTimeoutError
+from hashmatch.errors import HashmatchError, ImageError, ImageTimeoutError, OptionError
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.parallel import WorkerCrash, parallel_map
+from hashmatch.registry import resolve_algorithms
 from hashmatch.walking import WalkEntry
 
 __all__ = [
@@ -41,6 +42,18 @@ class HashJob:
     time_limit: float | None = None
     """Seconds one file may take before it is abandoned as a ``timeout`` error; applied where
     :func:`~hashmatch.deadline.deadline_supported` (worker processes, the main thread)."""
+
+    def __post_init__(self) -> None:
+        """Options are the caller's: wrong ones raise here, before any file is touched."""
+        names = tuple(a.name for a in resolve_algorithms(self.algorithms))
+        object.__setattr__(self, "algorithms", names)  # canonical names, frozen otherwise
+        if not isinstance(self.limits, ImageLimits):
+            raise OptionError(f"limits must be ImageLimits, got {type(self.limits).__name__}")
+        limit = self.time_limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0
+        ):
+            raise OptionError(f"time_limit must be seconds >= 0 or None, got {limit!r}")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and the subclasses to react to a specific cause. Every message names the input i
 from __future__ import annotations
 
 __all__ = [
+    "EvaluationError",
     "HashFormatError",
     "HashListError",
     "HashmatchError",
@@ -18,6 +19,7 @@ __all__ = [
     "ImageReadError",
     "ImageTimeoutError",
     "ImageTooLargeError",
+    "OptionError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
     "WorkerError",
@@ -79,6 +81,11 @@ class HashFormatError(HashmatchError, ValueError):
     """A hash value that does not parse: wrong length, non-hex characters."""
 
 
+class OptionError(HashmatchError, ValueError):
+    """An option given to a call is of the wrong type or out of range (a threshold, a limit,
+    a time limit, a list format...); the message names the option and what it accepts."""
+
+
 class HashListError(HashmatchError):
     """A hash list that cannot be used; names the file and, where it applies, the line."""
 
@@ -100,6 +107,11 @@ class IndexIntegrityError(HashmatchError):
 
 class IndexBuildError(HashmatchError):
     """A build that was refused (bad configuration, empty result, another build running)."""
+
+
+class EvaluationError(HashmatchError):
+    """An evaluation that cannot run: no known image could be hashed, or an algorithm it
+    cannot measure."""
 
 
 class WorkerError(HashmatchError):

@@ -29,6 +29,10 @@ class Hash:
 
     def __post_init__(self) -> None:
         bits = get_algorithm(self.algorithm).bits
+        if not isinstance(self.value, bytes):
+            raise HashFormatError(
+                f"{self.algorithm} hash value must be bytes, got {type(self.value).__name__}"
+            )
         if len(self.value) * 8 != bits:
             raise HashFormatError(
                 f"{self.algorithm} hash must be {bits} bits, got {len(self.value) * 8}"
@@ -36,9 +40,14 @@ class Hash:
 
     @classmethod
     def from_hex(cls, algorithm: str, text: str) -> Hash:
-        """Parse hex (either case, surrounding whitespace ignored); errors say what is wrong."""
-        digits = text.strip()
+        """Parse hex (either case, surrounding whitespace ignored); errors say what is wrong,
+        never quoting the hash itself (hashes are sensitive and errors get logged)."""
         expected = get_algorithm(algorithm).bits // 4
+        if not isinstance(text, str):
+            raise HashFormatError(
+                f"{algorithm} hash must be a hex string, got {type(text).__name__}"
+            )
+        digits = text.strip()
         bad = next((c for c in digits if c not in _HEX_DIGITS), None)
         if bad is not None:
             raise HashFormatError(
@@ -75,7 +84,7 @@ class Hash:
         if not isinstance(other, Hash):
             return NotImplemented
         if other.algorithm != self.algorithm:
-            raise ValueError(
+            raise HashFormatError(
                 f"cannot compare a {self.algorithm} hash with a {other.algorithm} hash"
             )
         a = int.from_bytes(self.value, "big")

@@ -25,6 +25,7 @@ from hashmatch.errors import (
     ImageDecodeError,
     ImageReadError,
     ImageTooLargeError,
+    OptionError,
     UnsupportedImageError,
 )
 from hashmatch.formats import (
@@ -91,6 +92,12 @@ class ImageLimits:
     max_side: int = 65_535
     """Longest width or height (JPEG's own maximum). Hashing costs grow with the longer side,
     not only the pixel count: a 64 KB PNG declaring 4194304x16 took PDQ 25 s and 5 GB."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_pixels", "max_side"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise OptionError(f"ImageLimits.{name} must be a whole number > 0, got {value!r}")
 
 
 DEFAULT_LIMITS = ImageLimits()
@@ -182,6 +189,8 @@ def open_image(
     ``exact`` makes the later decode keep the full resolution instead of the fast path;
     ``grey`` lets the fast path decode luminance only.
     """
+    if not isinstance(limits, ImageLimits):
+        raise OptionError(f"limits must be ImageLimits, got {type(limits).__name__}")
     if isinstance(source, Image.Image):
         return _open_pil(source, exact, grey and not exact, limits)
     name, data = _read_source(source, limits)
@@ -262,7 +271,11 @@ def _read_source(source: ImageSource, limits: ImageLimits) -> tuple[str, bytes]:
             raise ImageReadError(name, "file object must be opened in binary mode")
         _check_bytes(name, len(data), limits)
         return name, data
-    raise TypeError(f"cannot read an image from {type(source).__name__}")
+    kind = type(source).__name__
+    raise ImageReadError(
+        f"<{kind}>",
+        f"cannot read an image from a {kind}: give a path, bytes, a binary file or a PIL image",
+    )
 
 
 def _read_path(path: str, limits: ImageLimits) -> bytes:
@@ -273,6 +286,8 @@ def _read_path(path: str, limits: ImageLimits) -> bytes:
         raise ImageReadError(path, "is a directory") from None
     except OSError as exc:
         raise ImageReadError(path, _describe(exc)) from None
+    except ValueError:  # a NUL byte: no file can be named so
+        raise ImageReadError(path.replace("\0", "\\0"), "the path holds a NUL byte") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hashmatch.errors import UnknownAlgorithmError
+from hashmatch.errors import OptionError, UnknownAlgorithmError
 from hashmatch.once import once
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ __all__ = [
     "Algorithm",
     "Computed",
     "algorithm_names",
+    "checked_thresholds",
     "get_algorithm",
     "load_builtin_algorithms",
     "plugin_modules",
@@ -118,6 +119,8 @@ def plugin_modules() -> tuple[str, ...]:
 def get_algorithm(name: str) -> Algorithm:
     """The registered algorithm called ``name`` (case-insensitive)."""
     load_builtin_algorithms()
+    if not isinstance(name, str):
+        raise UnknownAlgorithmError(f"algorithm names are strings, got {type(name).__name__}")
     try:
         return _REGISTRY[name.strip().lower()]
     except KeyError:
@@ -141,8 +144,14 @@ def resolve_algorithms(names: str | Iterable[str]) -> tuple[Algorithm, ...]:
     """Turn ``"pdq,phash"``, ``"all"`` or a list of names into algorithms, without repeats."""
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, Iterable) or isinstance(names, (bytes, bytearray)):
+        raise UnknownAlgorithmError(
+            f"algorithms are names or a comma-separated string, got {type(names).__name__}"
+        )
     wanted: list[str] = []
     for item in names:
+        if not isinstance(item, str):
+            raise UnknownAlgorithmError(f"algorithm names are strings, got {type(item).__name__}")
         for part in item.split(","):
             part = part.strip().lower()
             if not part:
@@ -152,3 +161,27 @@ def resolve_algorithms(names: str | Iterable[str]) -> tuple[Algorithm, ...]:
         raise UnknownAlgorithmError("no algorithm given")
     unique = dict.fromkeys(wanted)
     return tuple(get_algorithm(name) for name in unique)
+
+
+def checked_thresholds(thresholds: Mapping[str, int] | None) -> dict[str, int]:
+    """Per-algorithm thresholds keyed by canonical name, each a whole number of bits within
+    the algorithm's size; raises OptionError / UnknownAlgorithmError naming the bad one."""
+    if thresholds is None:
+        return {}
+    if not isinstance(thresholds, Mapping):
+        raise OptionError(
+            f"thresholds map algorithm names to bits, got {type(thresholds).__name__}"
+        )
+    checked: dict[str, int] = {}
+    for name, value in thresholds.items():
+        algorithm = get_algorithm(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OptionError(
+                f"{algorithm.name} threshold must be a whole number, got {type(value).__name__}"
+            )
+        if not 0 <= value <= algorithm.bits:
+            raise OptionError(
+                f"{algorithm.name} threshold must be 0..{algorithm.bits}, got {value}"
+            )
+        checked[algorithm.name] = value
+    return checked

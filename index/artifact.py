@@ -57,6 +57,7 @@ __all__ = [
     "part_problems",
     "read_array",
     "read_manifest",
+    "checked_index_path",
     "resolve_version",
     "row_keys",
     "write_manifest",
@@ -280,6 +281,19 @@ def current_version(index: Path) -> str | None:
     if not name or "/" in name or name.startswith("."):
         raise IndexIntegrityError(f"{index / CURRENT}: invalid version name {name!r}")
     return name
+
+
+def checked_index_path(path: object) -> Path:
+    """``path`` as a Path, or an IndexFormatError saying why it cannot name an index."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise IndexFormatError(f"an index path must be a path, got {type(path).__name__}")
+    name = os.fspath(path)
+    if not name:
+        raise IndexFormatError("the index path is empty")
+    if "\0" in name:
+        shown = name.replace("\0", "\\0")
+        raise IndexFormatError(f"{shown}: the path holds a NUL byte")
+    return Path(name)
 
 
 def resolve_version(path: Path) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hashmatch.batch import HashJob, crashed_outcome, describe_error, hash_file
-from hashmatch.errors import HashmatchError
+from hashmatch.errors import EvaluationError
 from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform
 from hashmatch.hashing import HashResult
 from hashmatch.index.build import BuildOptions, ListSource, build_index
@@ -148,13 +148,13 @@ def evaluate(
     distractors: Iterable[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
-    """Edit, hash and match every image; see the module docstring. Raises HashmatchError when
+    """Edit, hash and match every image; see the module docstring. Raises EvaluationError when
     no image can be hashed."""
     specs = resolve_algorithms(options.algorithms)
     algorithms = tuple(a.name for a in specs)
     exact = [a.name for a in specs if not a.needs_pixels]
     if exact:
-        raise HashmatchError(
+        raise EvaluationError(
             f"eval measures perceptual algorithms; {', '.join(exact)} only match identical files"
         )
     known_paths, other_paths = list(images), list(distractors)
@@ -178,7 +178,7 @@ def evaluate(
     others = [h for h in hashed[len(known_paths) :] if h.error is None]
     failed = {h.path: h.error for h in hashed if h.error is not None}
     if not known:
-        raise HashmatchError("no known image could be hashed: " + "; ".join(failed.values()))
+        raise EvaluationError("no known image could be hashed: " + "; ".join(failed.values()))
     with tempfile.TemporaryDirectory(prefix="hashmatch-eval-") as work:
         index = _build_known_index(Path(work), known, algorithms, options)
         with Matcher.open(index, verify=False) as matcher:

@@ -21,13 +21,18 @@ import numpy as np
 from PIL import Image
 
 from hashmatch.batch import HashJob, HashOutcome, hash_file
-from hashmatch.errors import IndexFormatError
+from hashmatch.errors import HashFormatError, IndexFormatError, OptionError
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult
-from hashmatch.index.artifact import MANIFEST, current_version, resolve_version
+from hashmatch.index.artifact import (
+    MANIFEST,
+    checked_index_path,
+    current_version,
+    resolve_version,
+)
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
-from hashmatch.registry import get_algorithm
+from hashmatch.registry import checked_thresholds, get_algorithm, resolve_algorithms
 from hashmatch.walking import WalkEntry
 
 __all__ = [
@@ -124,7 +129,15 @@ class Matcher:
         ``verify`` checks every file's checksum first (about a second per GB); with
         ``reload_interval`` seconds a background thread reloads when a new version is published.
         """
-        path = Path(path)
+        path = checked_index_path(path)
+        if reload_interval is not None and (
+            isinstance(reload_interval, bool)
+            or not isinstance(reload_interval, (int, float))
+            or not reload_interval > 0
+        ):
+            raise OptionError(
+                f"reload_interval must be seconds > 0 or None, got {reload_interval!r}"
+            )
         matcher = cls(path, LoadedIndex(resolve_version(path), verify=verify), verify=verify)
         if reload_interval is not None:
             matcher._start_watcher(reload_interval)
@@ -207,7 +220,10 @@ class Matcher:
 
         Of the index's, md5/sha256 are left out for a PIL image, which has no file bytes.
         """
-        names = _algorithms_for(self._snapshot, source) if algorithms is None else tuple(algorithms)
+        if algorithms is None:
+            names = _algorithms_for(self._snapshot, source)
+        else:
+            names = tuple(a.name for a in resolve_algorithms(algorithms))
         return HashJob(names, exact, dihedral, limits, trim_borders, recover, time_limit)
 
     def match(
@@ -233,6 +249,7 @@ class Matcher:
         Never raises for a bad image: the result's status is then ``error``.
         """
         snapshot = self._snapshot  # read once: what is hashed and what is searched agree
+        thresholds = checked_thresholds(thresholds)  # a bad option raises before any work
         job = self.hash_job(
             source,
             algorithms=algorithms if algorithms is not None else _algorithms_for(snapshot, source),
@@ -270,9 +287,18 @@ class Matcher:
         """
         from hashmatch.index.scan import ScanOptions, scan_sources
 
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise OptionError(f"workers must be a whole number >= 1, got {workers!r}")
+        if not isinstance(sources, Iterable) or isinstance(sources, (str, bytes, Image.Image)):
+            raise OptionError(
+                "sources must be an iterable of images (paths, bytes, files, PIL images),"
+                f" got {type(sources).__name__}"
+            )
         options = ScanOptions(
-            tuple(algorithms) if algorithms is not None else None,
-            dict(thresholds or {}),
+            tuple(a.name for a in resolve_algorithms(algorithms))
+            if algorithms is not None
+            else None,
+            checked_thresholds(thresholds),
             dihedral,
             exact,
             limits,
@@ -330,6 +356,7 @@ def _lookup(
     dihedral: bool,
 ) -> list[Match]:
     matches: list[Match] = []
+    thresholds = checked_thresholds(thresholds)
     for algorithm, items in _queries(hashes, dihedral).items():
         if algorithm in snapshot.algorithms:
             matches.extend(_search(snapshot, algorithm, items, thresholds))
@@ -431,21 +458,45 @@ def _merge(first: list[Match], second: list[Match]) -> list[Match]:
 def _queries(
     hashes: HashInput | HashResult, dihedral: bool
 ) -> dict[str, list[tuple[str | None, Hash]]]:
+    """Every hash to search, by algorithm, with the variant it stands for; raises a
+    HashmatchError subclass for any malformed input (never quoting a hash)."""
+    if not isinstance(hashes, Mapping):
+        raise HashFormatError(
+            "expected a mapping of algorithm names to hashes (hex strings or Hash values),"
+            f" got {type(hashes).__name__}"
+        )
+    if not hashes:
+        raise HashFormatError("no hashes given")
     queries: dict[str, list[tuple[str | None, Hash]]] = {}
     for name, value in hashes.items():
         algorithm = get_algorithm(name).name
-        values = [value] if isinstance(value, (Hash, str)) else list(value)  # type: ignore[arg-type]
+        values = [value] if isinstance(value, (Hash, str)) else value
+        if not isinstance(values, (list, tuple)):
+            raise HashFormatError(
+                f"{algorithm}: expected a hex string or a Hash, got {type(value).__name__}"
+            )
+        if not values:
+            raise HashFormatError(f"no hash given for {algorithm}")
         for item in values:
-            parsed = item if isinstance(item, Hash) else Hash.from_hex(algorithm, item)
-            if parsed.algorithm != algorithm:
-                raise ValueError(f"a {parsed.algorithm} hash given as {algorithm}")
-            queries.setdefault(algorithm, []).append((None, parsed))
+            queries.setdefault(algorithm, []).append((None, _parsed(algorithm, item)))
     if isinstance(hashes, HashResult):
         for algorithm, variants in hashes.variants.items() if dihedral else ():
             queries.setdefault(algorithm, []).extend(variants.items())
         for algorithm, edits in hashes.recovered.items():
             queries.setdefault(algorithm, []).extend(edits.items())
     return queries
+
+
+def _parsed(algorithm: str, item: object) -> Hash:
+    if isinstance(item, Hash):
+        if item.algorithm != algorithm:
+            raise HashFormatError(f"a {item.algorithm} hash given as {algorithm}")
+        return item
+    if isinstance(item, str):
+        return Hash.from_hex(algorithm, item)
+    raise HashFormatError(
+        f"{algorithm}: expected a hex string or a Hash, got {type(item).__name__}"
+    )
 
 
 def _search(

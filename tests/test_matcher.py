@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from hashmatch import Hash, Matcher, hash_image
+from hashmatch import Hash, HashFormatError, Matcher, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
@@ -156,7 +156,7 @@ def test_reload_interval_picks_up_new_versions_by_itself(index: Path) -> None:
 
 
 def test_a_hash_given_under_another_algorithm_is_refused(index: Path) -> None:
-    with pytest.raises(ValueError, match="a phash hash given as pdq"):
+    with pytest.raises(HashFormatError, match="a phash hash given as pdq"):
         Matcher.open(index).lookup({"pdq": Hash("phash", bytes(8))})
 
 

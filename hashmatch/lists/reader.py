@@ -9,15 +9,16 @@ Reading streams in chunks, so memory does not grow with the list.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hashmatch.errors import HashListError
+from hashmatch.errors import HashListError, OptionError
 from hashmatch.hashes import Hash
-from hashmatch.lists.readers import RowBatch, detect_format, read_batches
+from hashmatch.lists.readers import LIST_FORMATS, RowBatch, detect_format, read_batches
 from hashmatch.lists.validate import ValidChunk, validate_batch
 from hashmatch.registry import get_algorithm
 
@@ -40,9 +41,9 @@ def parse_fraction(value: str | float) -> float:
     try:
         fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise ValueError(f"not a fraction or percentage: {value!r}") from None
+        raise OptionError(f"not a fraction or percentage: {value!r}") from None
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"must be between 0 and 1 (or 0% and 100%): {value!r}")
+        raise OptionError(f"must be between 0 and 1 (or 0% and 100%): {value!r}")
     return fraction
 
 
@@ -108,14 +109,17 @@ class HashListReader:
         strict: bool = False,
         max_invalid: float = DEFAULT_MAX_INVALID,
     ) -> None:
-        self.path = Path(path)
+        self.path = _list_path(path)
         if algorithm is not None:
             algorithm = get_algorithm(algorithm).name
         self.algorithm = algorithm
         self.strict = strict
-        self.max_invalid = max_invalid
-        if not self.path.is_file():
-            raise HashListError(str(self.path), None, "no such file")
+        self.max_invalid = parse_fraction(max_invalid)
+        if list_format != "auto" and list_format not in LIST_FORMATS:
+            choices = ", ".join(("auto", *LIST_FORMATS))
+            raise OptionError(f"list_format must be one of {choices}, got {list_format!r}")
+        if list_name is not None and not isinstance(list_name, str):
+            raise OptionError(f"list_name must be a string, got {type(list_name).__name__}")
         fmt = detect_format(self.path) if list_format == "auto" else list_format
         self.stats = ListStats(str(self.path), list_name or self.path.stem, fmt)
 
@@ -192,6 +196,25 @@ def read_hash_list(
         max_invalid=max_invalid,
     )
     return reader.entries()
+
+
+def _list_path(path: str | Path) -> Path:
+    """``path`` as a Path to an existing regular file, or a HashListError saying why not."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise HashListError(
+            repr(path), None, f"a list path must be a path, got {type(path).__name__}"
+        )
+    name = os.fspath(path)
+    if not name:
+        raise HashListError("''", None, "the list path is empty")
+    if "\0" in name:
+        raise HashListError(name.replace("\0", "\\0"), None, "the path holds a NUL byte")
+    result = Path(name)
+    if result.is_dir():
+        raise HashListError(name, None, "is a directory, not a list file")
+    if not result.is_file():
+        raise HashListError(name, None, "no such file")
+    return result
 
 
 def _file_sha256(path: Path) -> str:
