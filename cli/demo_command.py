@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from hashmatch.index.demo import DemoRow
 
 
 def demo_command(
@@ -22,45 +26,49 @@ def demo_command(
 
     console = Console(highlight=False)
     folder = directory or Path(tempfile.mkdtemp(prefix="hashmatch-demo-"))
-    console.print(f"Building a synthetic world in {folder} ...")
+    console.print(f"Building a synthetic world in {folder} ...", soft_wrap=True)
     index, rows = run_demo(folder)
+    known = sum(1 for _ in (folder / "known").iterdir())
     console.print(
-        f"  known/    {sum(1 for _ in (folder / 'known').iterdir())} known images, hashed into"
-        f" known.csv (PDQ + MD5)\n  index/    the index built from known.csv\n"
-        f"  uploads/  {len(rows)} uploads: edited copies of known images, unrelated images,"
-        " one broken file\n"
+        f"  known/    {known} known images, hashed into known.csv (PDQ + MD5)\n"
+        "  index/    the index built from known.csv\n"
+        f"  uploads/  {len(rows)} uploads: edited copies of the known images,\n"
+        "            unrelated images, one broken file\n"
     )
-    table = Table(title="hashmatch scan uploads/ --index index/")
-    for column in ("upload", "made from", "edit", "status", "matched entry", "how"):
-        table.add_column(column)
-    for row in rows:
-        result = row.result
-        best = result.matches[0] if result.matches else None
-        how = ""
-        if best is not None:
-            how = f"{best.algorithm} {best.distance} bits"
-            if best.variant:
-                how += f" ({best.variant})"
-        status = {
-            "match": "[bold red]MATCH[/]",
-            "error": "[yellow]error[/]",
-        }.get(result.status, result.status)
-        table.add_row(
-            row.upload.path.name,
-            row.upload.source.name if row.upload.source else "-",
-            row.upload.edit,
-            status,
-            (best.entry_id or "") if best else (result.error or ""),
-            how,
-        )
-    console.print(table)
+    console.print(_table(rows))
     correct = sum(row.correct for row in rows)
     console.print(
         f"{correct} of {len(rows)} uploads handled correctly. Re-encoded, resized, cropped,"
         " brightened and watermarked copies stay within PDQ's 31-bit threshold; flips and"
         " rotations are caught by PDQ's dihedral variants, letterboxed copies by hashing the"
         " picture inside the border, and the exact copy also by MD5. Unrelated images sit"
-        " near 128 of 256 bits away, and the broken file is reported without stopping the scan.\n"
-        f"Next: hashmatch scan {folder / 'uploads'} --index {index} -f table\n"
-        f"      hashmatch index info {index}"
+        " near 128 of 256 bits away, and the broken file is reported without stopping the scan."
+        "\n\nNext:"
     )
+    console.print(f"  hashmatch scan {folder / 'uploads'} --index {index} -f table", soft_wrap=True)
+    console.print(f"  hashmatch index info {index}", soft_wrap=True)
+
+
+def _table(rows: list[DemoRow]) -> Table:
+    """One row per upload: its name (which says what it was made from and how), the status,
+    and why: the entry it matched and how far, or the error. Names and statuses never wrap,
+    so the table reads at 80 columns; the explanation wraps if it must."""
+    table = Table(title="hashmatch scan uploads/ --index index/", box=box.SIMPLE_HEAD)
+    longest = max(len(row.upload.path.name) for row in rows)
+    table.add_column("upload", no_wrap=True, min_width=longest)
+    table.add_column("status", no_wrap=True, min_width=len("no_match"))
+    table.add_column("why: the entry it matched, or the error")
+    for row in rows:
+        result = row.result
+        best = result.matches[0] if result.matches else None
+        if best is not None:
+            why = f"{best.entry_id}  {best.algorithm}, {best.distance} bits"
+            if best.variant:
+                why += f", {best.variant}"
+        else:
+            why = result.error or f"{row.upload.edit}: nothing within threshold"
+        status = {"match": "[bold red]MATCH[/]", "error": "[yellow]error[/]"}.get(
+            result.status, result.status
+        )
+        table.add_row(row.upload.path.name, status, why)
+    return table

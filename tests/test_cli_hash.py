@@ -150,3 +150,24 @@ def test_demo_classifies_every_upload_correctly(tmp_path: Path) -> None:
     assert "14 of 14 uploads handled correctly" in " ".join(result.stdout.split())
     assert len(list((tmp_path / "demo" / "known").iterdir())) == 5
     assert (tmp_path / "demo" / "index" / "CURRENT").is_file()
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_demo_reads_whole_at_80_and_200_columns(tmp_path: Path, width: int) -> None:
+    from hashmatch.fixtures.demo import UNRELATED_SEEDS, UPLOAD_EDITS
+
+    result = runner.invoke(app, ["demo", str(tmp_path / "demo")], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # commands to copy (they hold the demo's folder) are left to the terminal to wrap
+    prose = [line for line in lines if not line.startswith(("  hashmatch ", "Building "))]
+    assert max(len(line) for line in prose) <= width
+    uploads = [f"k{known}-{edit}.{kind}" for known, edit, kind in UPLOAD_EDITS]
+    expected = {name: ("MATCH", f"known/k{name[1]}.jpg") for name in uploads}
+    expected["k4-exact-copy.jpg"] = ("MATCH", "known/k4.jpg")
+    expected.update({f"other-{seed}.jpg": ("no_match", "unrelated") for seed in UNRELATED_SEEDS})
+    expected["broken.jpg"] = ("error", "decode: image file is truncated")
+    for name, (status, why) in expected.items():
+        row = [line for line in lines if f" {name} " in line]
+        assert len(row) == 1, f"{name} does not appear whole on one line at {width} columns"
+        assert f" {status} " in row[0] and why in row[0], row[0]
