@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from hashmatch.algorithms.pdq import DIHEDRAL_VARIANTS
 from hashmatch.batch import HashJob, HashOutcome, hash_files
 from hashmatch.cli.options import parse_algorithms, parse_limits
 from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import WorkerError
 from hashmatch.parallel import default_workers
+from hashmatch.registry import get_algorithm
 from hashmatch.walking import SkipCount, walk_images
 
 EXIT_OK = 0
@@ -108,10 +108,11 @@ def hash_command(
 
 def _columns(names: tuple[str, ...], dihedral: bool) -> list[str]:
     columns = ["path", *names]
-    if "pdq" in names:
-        columns.append("pdq_quality")
+    for algorithm in map(get_algorithm, names):
+        if algorithm.quality_floor is not None:
+            columns.append(f"{algorithm.name}_quality")
         if dihedral:
-            columns.extend(f"pdq_{variant}" for variant in DIHEDRAL_VARIANTS)
+            columns.extend(f"{algorithm.name}_{variant}" for variant in algorithm.variants)
     return [*columns, "width", "height", "error"]
 
 
@@ -120,12 +121,14 @@ def _record(outcome: HashOutcome, names: tuple[str, ...], dihedral: bool) -> dic
     record: dict[str, Any] = {"path": outcome.path}
     for name in names:
         record[name] = result[name].hex if result is not None else None
-    if "pdq" in names:
-        record["pdq_quality"] = result.pdq_quality if result is not None else None
+    for algorithm in map(get_algorithm, names):
+        if algorithm.quality_floor is not None:
+            record[f"{algorithm.name}_quality"] = result.pdq_quality if result is not None else None
         if dihedral:
-            variants = result.variants.get("pdq", {}) if result is not None else {}
-            for variant in DIHEDRAL_VARIANTS:
-                record[f"pdq_{variant}"] = variants[variant].hex if variant in variants else None
+            variants = result.variants.get(algorithm.name, {}) if result is not None else {}
+            for variant in algorithm.variants:
+                hashed = variants.get(variant)
+                record[f"{algorithm.name}_{variant}"] = hashed.hex if hashed else None
     record["width"] = result.width if result is not None else None
     record["height"] = result.height if result is not None else None
     record["error"] = outcome.error

@@ -15,7 +15,7 @@ from hashmatch.loading import (
     trim_to_content,
 )
 from hashmatch.recovery import recovered_images
-from hashmatch.registry import Algorithm, resolve_algorithms
+from hashmatch.registry import DEFAULT_ALGORITHMS, Algorithm, resolve_algorithms
 
 __all__ = ["HashResult", "hash_image"]
 
@@ -55,7 +55,7 @@ class HashResult(Mapping[str, Hash]):
 
 def hash_image(
     source: ImageSource,
-    algorithms: str | Iterable[str] = ("pdq",),
+    algorithms: str | Iterable[str] = DEFAULT_ALGORITHMS,
     *,
     exact: bool = False,
     dihedral: bool = False,
@@ -104,6 +104,6 @@ def _compute(opened: OpenedImage, chosen: Iterable[Algorithm], dihedral: bool) -
         hashes[algorithm.name] = computed.hash
         if computed.variants:
             variants[algorithm.name] = computed.variants
-        if algorithm.name == "pdq":
-            quality = computed.quality
+        if quality is None and computed.quality is not None:
+            quality = computed.quality  # the algorithm that rates its input (PDQ)
     return HashResult(hashes, opened.width, opened.height, quality, variants, opened.format)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hashmatch.loading import OpenedImage
 
 __all__ = [
+    "DEFAULT_ALGORITHMS",
     "Algorithm",
     "Computed",
     "algorithm_names",
@@ -63,7 +64,23 @@ class Algorithm:
     crop_sensitive: bool = False
     """True if small crops and tilts move the hash past its threshold, so matching with
     ``recover`` also hashes the query with them undone (:mod:`hashmatch.recovery`)."""
+    variants: tuple[str, ...] = ()
+    """The rotated/flipped variants ``compute(image, dihedral=True)`` adds, by name (PDQ's
+    seven dihedral ones, derived from its DCT); empty for an algorithm without them."""
+    quality_floor: int | None = None
+    """For an algorithm that rates how informative its input was (``Computed.quality``,
+    0-100): below this its matches are not trusted, and an image nothing else matches is
+    ``low_quality``."""
+    confirms_within: int | None = None
+    """A match by another perceptual algorithm on a list entry that also holds a hash of
+    this one stands only if this algorithm's hash of the image is within this distance of
+    the entry's: weaker hashes collide, this one vouches for them."""
+    bit_count_range: tuple[int, int] | None = None
+    """A valid hash has between these many bits set; a list hash outside is degenerate."""
 
+
+DEFAULT_ALGORITHMS: tuple[str, ...] = ("pdq",)
+"""What is hashed when nobody says: PDQ, the hash the industry exchanges."""
 
 _REGISTRY: dict[str, Algorithm] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -129,15 +146,19 @@ def get_algorithm(name: str) -> Algorithm:
 
 
 def algorithm_names() -> list[str]:
-    """Every registered algorithm, PDQ first, then perceptual, then exact."""
+    """Every registered algorithm: the confirming one (PDQ) first, then the other perceptual
+    ones, then exact ones, each group by name."""
     load_builtin_algorithms()
-    order = {"pdq": 0}
     with _REGISTRY_LOCK:
         registered = dict(_REGISTRY)
-    return sorted(
-        registered,
-        key=lambda n: (order.get(n, 1 if registered[n].needs_pixels else 2), n),
-    )
+
+    def rank(name: str) -> tuple[int, str]:
+        algorithm = registered[name]
+        if algorithm.confirms_within is not None:
+            return 0, name  # the strongest first: the one that vouches for the others
+        return (1 if algorithm.needs_pixels else 2), name
+
+    return sorted(registered, key=rank)
 
 
 def resolve_algorithms(names: str | Iterable[str]) -> tuple[Algorithm, ...]:

@@ -153,8 +153,9 @@ def _build_version(
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with _EntryWriter(staging / METADATA) as database:
         accumulators, list_reports, list_thresholds = _ingest_lists(sources, options, database)
-    perceptual = [a for a in accumulators if get_algorithm(a).needs_pixels]
-    if "pdq" in perceptual and len(perceptual) > 1:
+    perceptual = [get_algorithm(a) for a in accumulators if get_algorithm(a).needs_pixels]
+    if len(perceptual) > 1 and any(a.confirms_within is not None for a in perceptual):
+        # the matcher looks up the confirming hash of an entry a weaker hash matched
         with closing(sqlite3.connect(staging / METADATA)) as connection:
             connection.execute(
                 f"CREATE INDEX {ENTRY_LOOKUP} ON entries (entry_id, list, algorithm)"

@@ -17,10 +17,7 @@ from hashmatch.lists.columns import UNSUPPORTED_SIGNALS, canonical_algorithm
 from hashmatch.lists.readers import RowBatch
 from hashmatch.registry import algorithm_names, get_algorithm
 
-__all__ = ["PDQ_BIT_COUNT_RANGE", "ValidChunk", "validate_batch"]
-
-PDQ_BIT_COUNT_RANGE = (64, 192)
-"""PDQ hashes with fewer or more bits set are rejected as not produced by PDQ."""
+__all__ = ["ValidChunk", "validate_batch"]
 
 _HEX_CHARS = frozenset("0123456789abcdefABCDEF")
 _NON_HEX = re.compile(r"[^0-9a-fA-F]")
@@ -108,7 +105,8 @@ def _resolve_names(
 def _decode(
     name: str, batch: RowBatch, positions: list[int], problems: list[tuple[int, str, str]]
 ) -> tuple[np.ndarray, list[int]]:
-    bits = get_algorithm(name).bits
+    spec = get_algorithm(name)
+    bits = spec.bits
     digits = bits // 4
     hashes, lines = batch.hashes, batch.lines
     sized = [i for i in positions if len(hashes[i]) == digits]
@@ -138,8 +136,8 @@ def _decode(
     codes = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(sized), bits // 8)
     counts = np.bitwise_count(codes).sum(axis=1, dtype=np.int64)
     bad_mask = (counts == 0) | (counts == bits)
-    if name == "pdq":
-        low, high = PDQ_BIT_COUNT_RANGE
+    if spec.bit_count_range is not None:
+        low, high = spec.bit_count_range
         bad_mask |= (counts < low) | (counts > high)
     if not bad_mask.any():
         return codes, sized
@@ -155,8 +153,8 @@ def _degenerate_reason(name: str, count: int, bits: int) -> str:
         return f"degenerate {name} hash: all zeros"
     if count == bits:
         return f"degenerate {name} hash: all ones"
-    low, high = PDQ_BIT_COUNT_RANGE
+    low, high = get_algorithm(name).bit_count_range or (0, bits)
     return (
         f"degenerate {name} hash: {count} of {bits} bits set, outside {low}..{high}"
-        " (not produced by PDQ's median threshold)"
+        f" (not produced by {name.upper()}'s median threshold)"
     )
