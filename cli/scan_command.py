@@ -105,10 +105,19 @@ def scan_command(
     130 interrupted (records so far are kept and the summary printed).
     """
     from hashmatch.index.matcher import Matcher
-    from hashmatch.index.scan import ScanOptions, scan_sources
+    from hashmatch.index.options import MatchOptions
 
     names = parse_algorithms(algorithms) if algorithms else None
-    thresholds = parse_thresholds(threshold)
+    options = MatchOptions(
+        algorithms=names,
+        thresholds=parse_thresholds(threshold),
+        dihedral=dihedral,
+        trim_borders=trim_borders,
+        recover=recover,
+        exact=exact,
+        limits=parse_limits(max_bytes, max_pixels),
+        time_limit=time_limit,
+    )
     fmt, output, done = _output_plan(output_format, output, resume)
     console = stderr_console()
     try:
@@ -116,17 +125,6 @@ def scan_command(
     except HashmatchError as exc:
         console.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_ERRORS) from None
-    options = ScanOptions(
-        names,
-        thresholds,
-        dihedral,
-        exact,
-        parse_limits(max_bytes, max_pixels),
-        workers,
-        trim_borders,
-        recover,
-        time_limit,
-    )
     columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
     writer = open_writer(
         fmt,
@@ -145,8 +143,8 @@ def scan_command(
         found = skips.without_skipped(discover_in_background(walk, progress))
         entries = (entry for entry in found if entry.path not in done)
         try:
-            for _, entry, result in scan_sources(matcher, entries, options):
-                record = _record(entry.path, result, with_hashes, fmt)  # type: ignore[union-attr]
+            for result in matcher.match_many(entries, options, workers=workers):
+                record = _record(result.source, result, with_hashes, fmt)
                 tally.files += 1
                 tally.matched += result.status == "match"
                 tally.low_quality += result.status == "low_quality"

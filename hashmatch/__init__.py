@@ -39,11 +39,18 @@ from hashmatch.registry import (
 )
 
 if TYPE_CHECKING:
-    from hashmatch.index.matcher import Match, Matcher, MatchResult
+    from hashmatch.index.matcher import Matcher
+    from hashmatch.index.options import MatchOptions
+    from hashmatch.index.results import Match, MatchResult
 
 __version__ = "0.1.0"
 
-_INDEX_EXPORTS = {"Match": "matcher", "MatchResult": "matcher", "Matcher": "matcher"}
+_INDEX_EXPORTS = {
+    "Match": "results",
+    "MatchOptions": "options",
+    "MatchResult": "results",
+    "Matcher": "matcher",
+}
 _INDEX_IMPORT_LOCK = threading.Lock()
 
 # Registering the built-in algorithms costs a few milliseconds: done here, no thread can ever
@@ -88,6 +95,7 @@ __all__ = [
     "ListEntry",
     "LoadedImage",
     "Match",
+    "MatchOptions",
     "MatchResult",
     "Matcher",
     "OptionError",

@@ -7,15 +7,22 @@ This is what ``hashmatch hash`` runs; other batch jobs (scans, index builds from
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hashmatch.deadline import DeadlineExceeded, deadline
-from hashmatch.errors import HashmatchError, ImageError, ImageTimeoutError, OptionError
+from hashmatch.errors import (
+    HashmatchError,
+    ImageError,
+    ImageReadError,
+    ImageTimeoutError,
+    OptionError,
+)
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
 from hashmatch.parallel import WorkerCrash, parallel_map
-from hashmatch.registry import resolve_algorithms
+from hashmatch.registry import DEFAULT_ALGORITHMS, resolve_algorithms
 from hashmatch.walking import WalkEntry
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "HashOutcome",
     "crashed_outcome",
     "describe_error",
+    "failed_outcome",
     "hash_file",
     "hash_files",
 ]
@@ -32,7 +40,7 @@ __all__ = [
 class HashJob:
     """What to compute for every file of a batch."""
 
-    algorithms: tuple[str, ...] = ("pdq",)
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     exact: bool = False
     dihedral: bool = False
     limits: ImageLimits = DEFAULT_LIMITS
@@ -58,45 +66,87 @@ class HashJob:
 
 @dataclass(frozen=True)
 class HashOutcome:
-    """The hashes of one file, or why there are none."""
+    """The hashes of one file, or why there are none (the failure's kind and message, and the
+    exception itself where one was raised)."""
 
     path: str | None
     """The file, when the source was a path (None for bytes, file objects, PIL images)."""
     result: HashResult | None
-    error: str | None = None
-    """``kind: reason``, e.g. ``decode: image file is truncated``; None on success. Kinds:
-    those of :class:`~hashmatch.ImageError`, ``crashed`` (the file killed the worker process
-    hashing it, twice), ``error`` and ``internal`` (a bug)."""
+    error_kind: str | None = None
+    """Why there is no result, as a short stable label: those of
+    :class:`~hashmatch.ImageError` (``read``, ``decode``, ``too_large``, ``unsupported``,
+    ``timeout``), ``crashed`` (the file killed the worker process hashing it, twice),
+    ``error`` (another HashmatchError) and ``internal`` (a bug). None on success."""
+    error_message: str | None = None
+    """What went wrong, without the path (records carry it separately)."""
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    """The exception behind the failure, when there was one (not for a crash)."""
+
+    @property
+    def error(self) -> str | None:
+        """``kind: message``, e.g. ``decode: image file is truncated``, as reports print it."""
+        return None if self.error_kind is None else f"{self.error_kind}: {self.error_message}"
+
+    def __getstate__(self) -> dict[str, object]:
+        """What crosses a process boundary: the exception only if it survives pickling."""
+        state = dict(self.__dict__)
+        if state["exception"] is not None and not _picklable(state["exception"]):
+            state["exception"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
+
+def failed_outcome(path: str | None, exc: BaseException) -> HashOutcome:
+    """The outcome of a file whose hashing raised ``exc``."""
+    kind, message = _kind_and_message(exc)
+    return HashOutcome(path, None, kind, message, exc)
 
 
 def describe_error(exc: BaseException) -> str:
-    """``kind: reason`` for reports, without the path (records carry it separately)."""
+    """``kind: message`` for reports, without the path (records carry it separately)."""
+    return "{}: {}".format(*_kind_and_message(exc))
+
+
+def _kind_and_message(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ImageError):
-        return f"{exc.kind}: {exc.reason}"
+        return exc.kind, exc.reason
     if isinstance(exc, HashmatchError):
-        return f"error: {exc}"
-    return f"internal: {type(exc).__name__}: {exc}"
+        return "error", str(exc)
+    return "internal", f"{type(exc).__name__}: {exc}"
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def crashed_outcome(source: ImageSource | WalkEntry, crash: WorkerCrash) -> HashOutcome:
     """The outcome of a file that killed the worker processes hashing it."""
+    return HashOutcome(_path_of(source), None, "crashed", str(crash))
+
+
+def _path_of(source: ImageSource | WalkEntry) -> str | None:
     if isinstance(source, WalkEntry):
-        source = source.path
-    path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    return HashOutcome(path, None, f"crashed: {crash}")
+        return source.path
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
 
 
 def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
-    """Hash one source (or walk entry); any failure becomes the outcome's ``error``.
+    """Hash one source (or walk entry); any failure becomes the outcome's error.
 
     Every batch job (``hashmatch hash``, scans, ``Matcher.match``) hashes through here, so a
     bad file is reported the same way everywhere.
     """
+    path = _path_of(source)
     if isinstance(source, WalkEntry):
         if source.error is not None:
-            return HashOutcome(source.path, None, f"read: {source.error}")
+            return failed_outcome(path, ImageReadError(source.path, source.error))
         source = source.path
-    path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     try:
         with deadline(job.time_limit):
             result = hash_image(
@@ -109,11 +159,9 @@ def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
                 limits=job.limits,
             )
     except DeadlineExceeded as exc:
-        return HashOutcome(
-            path, None, describe_error(ImageTimeoutError(path or "<image>", str(exc)))
-        )
+        return failed_outcome(path, ImageTimeoutError(path or "<image>", str(exc)))
     except Exception as exc:  # HashmatchError, or a bug: one file must not end a batch
-        return HashOutcome(path, None, describe_error(exc))
+        return failed_outcome(path, exc)
     return HashOutcome(path, result)
 
 

@@ -42,6 +42,9 @@ class ImageError(HashmatchError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
+        return type(self), (self.source, self.reason)  # so it crosses process boundaries
+
 
 class ImageReadError(ImageError):
     """The input could not be read at all (missing file, no permission, a directory...)."""
@@ -95,6 +98,9 @@ class HashListError(HashmatchError):
         self.source = source
         self.line = line
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[HashListError], tuple[str, int | None, str]]:
+        return type(self), (self.source, self.line, self.reason)
 
 
 class IndexFormatError(HashmatchError):

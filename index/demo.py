@@ -10,7 +10,6 @@ from hashmatch.batch import HashJob, hash_files
 from hashmatch.fixtures.demo import DemoUpload, build_demo_world
 from hashmatch.index.build import ListSource, build_index
 from hashmatch.index.matcher import Matcher, MatchResult
-from hashmatch.index.scan import scan_sources
 
 __all__ = ["DemoRow", "run_demo"]
 
@@ -48,7 +47,7 @@ def run_demo(directory: Path) -> tuple[Path, list[DemoRow]]:
     matcher = Matcher.open(index)
     by_path = {str(upload.path): upload for upload in world.uploads}
     rows = [
-        DemoRow(by_path[str(source)], result)
-        for _, source, result in scan_sources(matcher, [str(u.path) for u in world.uploads])
+        DemoRow(by_path[result.source], result)
+        for result in matcher.match_many([str(u.path) for u in world.uploads])
     ]
     return index, rows

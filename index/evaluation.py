@@ -24,13 +24,9 @@ from hashmatch.errors import EvaluationError
 from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform
 from hashmatch.hashing import HashResult
 from hashmatch.index.build import BuildOptions, ListSource, build_index
-from hashmatch.index.matcher import (
-    LOW_QUALITY_THRESHOLD,
-    Matcher,
-    MatchResult,
-    nearest_distances,
-    query_codes,
-)
+from hashmatch.index.matcher import Matcher
+from hashmatch.index.results import MatchResult
+from hashmatch.index.verdict import low_quality_algorithms, nearest_distances, query_codes
 from hashmatch.loading import load_image
 from hashmatch.parallel import WorkerCrash, parallel_map
 from hashmatch.registry import resolve_algorithms
@@ -238,14 +234,14 @@ def _score(
                     scores[algorithm][name].errors += 1
                 continue
             verdict = _verdict(matcher, edited, options)
-            low = edited.pdq_quality is not None and edited.pdq_quality < LOW_QUALITY_THRESHOLD
+            low = low_quality_algorithms(edited)
             for algorithm in algorithms:
                 score = scores[algorithm][name]
                 score.total += 1
                 own = [m for m in verdict.matches if m.algorithm == algorithm]
                 score.found += any(m.entry_id == str(number) for m in own)
                 score.wrong += any(m.entry_id != str(number) for m in own)
-                score.low_quality += low and algorithm == "pdq"
+                score.low_quality += algorithm in low
                 codes = query_codes(edited, algorithm, options.dihedral)
                 own_code = stored[algorithm][number : number + 1]
                 distance = int(nearest_distances(codes, own_code)[0])

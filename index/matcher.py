@@ -1,10 +1,12 @@
-"""``Matcher``: the thread-safe entry point for upload pipelines.
+"""``Matcher``: the thread-safe entry point for upload pipelines and scans.
 
 ``Matcher.open(path)`` loads the published version of an index. ``lookup`` searches given
-hashes; ``match`` hashes an image (bytes, path, file or PIL image) and looks it up. ``reload``
-swaps to a newly published version without blocking or failing concurrent calls: each call
-takes the current version once and finishes on it, and the swap is a single reference
-assignment. With ``reload_interval`` a background thread does this by itself.
+hashes; ``match`` hashes an image (bytes, path, file or PIL image) and looks it up;
+``match_many`` does that for a stream of images, hashing in worker processes and looking up
+here. ``reload`` swaps to a newly published version without blocking or failing concurrent
+calls: each image is hashed and searched on the one version current when it started, and the
+swap is a single reference assignment. With ``reload_interval`` a background thread reloads.
+The rules that turn hashes into a verdict live in :mod:`hashmatch.index.verdict`.
 """
 
 from __future__ import annotations
@@ -12,17 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
-from hashmatch.batch import HashJob, HashOutcome, hash_file
-from hashmatch.errors import HashFormatError, IndexFormatError, OptionError
-from hashmatch.hashes import Hash
+from hashmatch.batch import HashJob, HashOutcome, crashed_outcome, hash_file
+from hashmatch.errors import IndexFormatError, OptionError
 from hashmatch.hashing import HashResult
 from hashmatch.index.artifact import (
     MANIFEST,
@@ -31,81 +30,25 @@ from hashmatch.index.artifact import (
     resolve_version,
 )
 from hashmatch.index.loaded import LoadedIndex
-from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
-from hashmatch.registry import checked_thresholds, get_algorithm, resolve_algorithms
+from hashmatch.index.options import MatchOptions, match_options
+from hashmatch.index.results import Match, MatchResult
+from hashmatch.index.verdict import HashInput, image_queries, search, verdict
+from hashmatch.loading import ImageSource
+from hashmatch.parallel import WorkerCrash, parallel_map
+from hashmatch.registry import checked_thresholds, get_algorithm
 from hashmatch.walking import WalkEntry
 
-__all__ = [
-    "LOW_QUALITY_THRESHOLD",
-    "Match",
-    "MatchResult",
-    "Matcher",
-    "nearest_distances",
-    "query_codes",
-]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-LOW_QUALITY_THRESHOLD = 50
-"""PDQ quality below this means too little detail: PDQ matches are not trusted."""
-PDQ_CONFIRMATION = 64
-"""A match by a 64-bit hash on an entry that also has a PDQ hash stands only when the query's
-PDQ is within this distance of that PDQ: 64-bit hashes of distinct photos collide far more
-often than PDQ, and PDQ of distinct photos stays above 75 (README, "Detection quality")."""
+    from hashmatch.index.options import MatchSwitches
+
+__all__ = ["Match", "MatchResult", "Matcher"]
 
 _log = logging.getLogger("hashmatch.index")
 
-
-@dataclass(frozen=True)
-class Match:
-    """One list entry within threshold of a query hash."""
-
-    algorithm: str
-    distance: int
-    hash: str
-    """The stored hash that matched, as hex."""
-    list: str
-    entry_id: str | None
-    label: str | None
-    variant: str | None = None
-    """The rotation/flip of the query that matched (PDQ dihedral), None for the image as is."""
-    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "algorithm": self.algorithm,
-            "distance": self.distance,
-            "hash": self.hash,
-            "list": self.list,
-            "entry_id": self.entry_id,
-            "label": self.label,
-            "variant": self.variant,
-        }
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """The verdict for one image."""
-
-    status: str
-    """``match``, ``no_match``, ``low_quality`` (PDQ quality < 50, nothing else matched) or
-    ``error`` (the image could not be read or decoded)."""
-    matches: list[Match] = field(default_factory=list)
-    hashes: dict[str, Hash] = field(default_factory=dict)
-    quality: int | None = None
-    """PDQ quality 0-100 when PDQ was computed."""
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    index_version: str | None = None
-    source: Any = None
-    """What was matched, as given to :meth:`Matcher.match_many` (a path, or the position of
-    bytes/file/PIL sources); None from :meth:`Matcher.match`."""
-
-    @property
-    def matched(self) -> bool:
-        return self.status == "match"
-
-
-HashInput = Mapping[str, "Hash | str | Sequence[Hash | str]"]
+Source = ImageSource | WalkEntry
+"""What ``match_many`` takes: an image source, or an entry of a directory walk."""
 
 
 class Matcher:
@@ -198,95 +141,56 @@ class Matcher:
     ) -> list[Match]:
         """Every list entry within threshold of the given hashes, nearest first.
 
-        ``hashes`` maps algorithm names to a :class:`Hash`, a hex string or a sequence of them
-        (e.g. the dihedral variants); a :class:`HashResult` is accepted as is, its PDQ
-        variants included when ``dihedral``. ``thresholds`` overrides per algorithm.
+        ``hashes`` maps algorithm names to a :class:`~hashmatch.Hash`, a hex string or a
+        sequence of them (e.g. the dihedral variants); a :class:`~hashmatch.HashResult` is
+        accepted as is, its variants (when ``dihedral``), recovered edits and trimmed picture
+        included. ``thresholds`` overrides per algorithm.
         """
-        return _lookup(self._snapshot, hashes, thresholds, dihedral)
-
-    def hash_job(
-        self,
-        source: ImageSource | WalkEntry,
-        *,
-        algorithms: Iterable[str] | None = None,
-        dihedral: bool = True,
-        trim_borders: bool = True,
-        recover: bool = False,
-        exact: bool = False,
-        limits: ImageLimits = DEFAULT_LIMITS,
-        time_limit: float | None = None,
-    ) -> HashJob:
-        """What to compute for ``source``: the given algorithms, or the index's.
-
-        Of the index's, md5/sha256 are left out for a PIL image, which has no file bytes.
-        """
-        if algorithms is None:
-            names = _algorithms_for(self._snapshot, source)
-        else:
-            names = tuple(a.name for a in resolve_algorithms(algorithms))
-        return HashJob(names, exact, dihedral, limits, trim_borders, recover, time_limit)
+        checked = checked_thresholds(thresholds)
+        return search(self._snapshot, image_queries(hashes, dihedral), checked)
 
     def match(
         self,
         source: ImageSource,
-        *,
-        algorithms: Iterable[str] | None = None,
-        thresholds: Mapping[str, int] | None = None,
-        dihedral: bool = True,
-        trim_borders: bool = True,
-        recover: bool = False,
-        exact: bool = False,
-        limits: ImageLimits = DEFAULT_LIMITS,
-        time_limit: float | None = None,
+        options: MatchOptions | None = None,
+        **switches: Unpack[MatchSwitches],
     ) -> MatchResult:
         """Hash ``source`` with the index's algorithms (or ``algorithms``) and look it up.
 
-        ``dihedral`` also matches its rotations and flips; ``trim_borders`` also matches the
-        picture inside letterbox or padding borders; ``recover`` also matches the image with a
-        small crop or tilt undone (eight more PDQ hashes to look up). ``time_limit`` abandons an
-        image that takes longer (status ``error``, kind ``timeout``; main thread only).
-        md5/sha256 come from the original bytes.
-        Never raises for a bad image: the result's status is then ``error``.
+        ``options`` (a :class:`MatchOptions`) or its fields as keywords: ``dihedral`` also
+        matches rotations and flips; ``trim_borders`` the picture inside letterbox or padding
+        borders; ``recover`` the image with a small crop or tilt undone (eight more PDQ
+        hashes to look up); ``time_limit`` abandons an image that takes longer (status
+        ``error``, kind ``timeout``; main thread only). md5/sha256 come from the original
+        bytes. Never raises for a bad image (the result's status is then ``error``); bad
+        options raise :class:`~hashmatch.OptionError` before any work.
         """
+        chosen = match_options(options, switches)
         snapshot = self._snapshot  # read once: what is hashed and what is searched agree
-        thresholds = checked_thresholds(thresholds)  # a bad option raises before any work
-        job = self.hash_job(
-            source,
-            algorithms=algorithms if algorithms is not None else _algorithms_for(snapshot, source),
-            dihedral=dihedral,
-            trim_borders=trim_borders,
-            recover=recover,
-            exact=exact,
-            limits=limits,
-            time_limit=time_limit,
-        )
-        return _verdict(snapshot, hash_file(source, job), thresholds, dihedral)
+        job = chosen.hash_job(_algorithms_for(snapshot, source, chosen))
+        return verdict(snapshot, hash_file(source, job), chosen.thresholds, chosen.dihedral)
 
     def match_many(
         self,
-        sources: Iterable[ImageSource],
+        sources: Iterable[Source],
+        options: MatchOptions | None = None,
         *,
         workers: int = 1,
-        algorithms: Iterable[str] | None = None,
-        thresholds: Mapping[str, int] | None = None,
-        dihedral: bool = True,
-        trim_borders: bool = True,
-        recover: bool = False,
-        exact: bool = False,
-        limits: ImageLimits = DEFAULT_LIMITS,
-        time_limit: float | None = None,
+        **switches: Unpack[MatchSwitches],
     ) -> Iterator[MatchResult]:
-        """Match many images, yielding results as they complete (``result.source`` says which).
+        """Match many images, yielding results as they complete (``result.source`` says which:
+        the path, or the position of a bytes, file or PIL source).
 
-        Decoding and hashing run in ``workers`` processes; lookups run here, against this one
-        loaded index. Paths are the cheapest sources to send to workers. With ``workers`` > 1
-        a script must call this under ``if __name__ == "__main__":``, as with any
-        multiprocessing code (the worker processes import the main module). A file that kills
-        the worker hashing it, twice, becomes an ``error`` result of kind ``crashed``; workers
-        that keep dying raise :class:`~hashmatch.WorkerError`.
+        This is what ``hashmatch scan`` runs. Decoding and hashing run in ``workers``
+        processes; lookups run here, against this one loaded index, each image on the
+        version current when it was sent to be hashed. Paths are the cheapest sources to
+        send to workers. With ``workers`` > 1 a script must call this under
+        ``if __name__ == "__main__":``, as with any multiprocessing code (the worker
+        processes import the main module). A file that kills the worker hashing it, twice,
+        becomes an ``error`` result of kind ``crashed``; workers that keep dying raise
+        :class:`~hashmatch.WorkerError`.
         """
-        from hashmatch.index.scan import ScanOptions, scan_sources
-
+        chosen = match_options(options, switches)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise OptionError(f"workers must be a whole number >= 1, got {workers!r}")
         if not isinstance(sources, Iterable) or isinstance(sources, (str, bytes, Image.Image)):
@@ -294,34 +198,43 @@ class Matcher:
                 "sources must be an iterable of images (paths, bytes, files, PIL images),"
                 f" got {type(sources).__name__}"
             )
-        options = ScanOptions(
-            tuple(a.name for a in resolve_algorithms(algorithms))
-            if algorithms is not None
-            else None,
-            checked_thresholds(thresholds),
-            dihedral,
-            exact,
-            limits,
-            workers,
-            trim_borders,
-            recover,
-            time_limit,
-        )
-        for position, source, result in scan_sources(self, sources, options):
-            label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else position
-            yield replace(result, source=label)
+        return self._match_stream(sources, chosen, workers)
+
+    def _match_stream(
+        self, sources: Iterable[Source], options: MatchOptions, workers: int
+    ) -> Iterator[MatchResult]:
+        in_flight: dict[int, tuple[Any, LoadedIndex]] = {}
+        jobs: dict[tuple[str, bool], HashJob] = {}
+
+        def tasks() -> Iterator[tuple[int, Source, HashJob]]:
+            for number, source in enumerate(sources):
+                snapshot = self._snapshot  # this image is hashed and searched on it
+                key = (snapshot.version, isinstance(source, Image.Image))
+                if key not in jobs:
+                    if any(version != snapshot.version for version, _ in jobs):
+                        jobs.clear()  # a reload: the old version's jobs are done with
+                    jobs[key] = options.hash_job(_algorithms_for(snapshot, source, options))
+                in_flight[number] = (_label(number, source), snapshot)
+                # the source travels to the worker; its hashes travel back
+                yield number, source, jobs[key]
+
+        hashed = parallel_map(_hash_task, tasks(), workers=workers, crashed=_crashed_task)
+        for number, outcome in hashed:
+            label, snapshot = in_flight.pop(number)
+            yield verdict(snapshot, outcome, options.thresholds, options.dihedral, label)
 
     def verdict(
         self,
         result: HashResult | HashOutcome,
-        *,
-        thresholds: Mapping[str, int] | None = None,
-        dihedral: bool = True,
+        options: MatchOptions | None = None,
+        **switches: Unpack[MatchSwitches],
     ) -> MatchResult:
         """Look up already computed hashes and decide their status; a failed
-        :class:`~hashmatch.batch.HashOutcome` becomes an ``error`` result."""
+        :class:`~hashmatch.batch.HashOutcome` becomes an ``error`` result. Of the options,
+        ``thresholds`` and ``dihedral`` apply (the rest say how to hash)."""
+        chosen = match_options(options, switches)
         outcome = result if isinstance(result, HashOutcome) else HashOutcome(None, result)
-        return _verdict(self._snapshot, outcome, thresholds, dihedral)
+        return verdict(self._snapshot, outcome, chosen.thresholds, chosen.dihedral)
 
     def _start_watcher(self, interval: float) -> None:
         def watch() -> None:
@@ -337,213 +250,31 @@ class Matcher:
         self._watcher.start()
 
 
-def _algorithms_for(snapshot: LoadedIndex, source: ImageSource | WalkEntry) -> tuple[str, ...]:
-    """The index's algorithms, less md5/sha256 for a PIL image (it has no file bytes)."""
+def _algorithms_for(
+    snapshot: LoadedIndex, source: Source, options: MatchOptions
+) -> tuple[str, ...]:
+    """The options' algorithms, else the index's less md5/sha256 for a PIL image (it has no
+    file bytes)."""
+    if options.algorithms is not None:
+        return tuple(options.algorithms)
     names = tuple(snapshot.algorithms)
     if isinstance(source, Image.Image):
         names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
     return names
 
 
-def _nearest_first(match: Match) -> tuple[int, str, str, str]:
-    return (match.distance, match.algorithm, match.list, match.entry_id or "")
+def _label(number: int, source: Source) -> str | int:
+    """How a result names its source: the path, else its position in the stream."""
+    if isinstance(source, WalkEntry):
+        return source.path
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else number
 
 
-def _lookup(
-    snapshot: LoadedIndex,
-    hashes: HashInput | HashResult,
-    thresholds: Mapping[str, int] | None,
-    dihedral: bool,
-) -> list[Match]:
-    matches: list[Match] = []
-    thresholds = checked_thresholds(thresholds)
-    for algorithm, items in _queries(hashes, dihedral).items():
-        if algorithm in snapshot.algorithms:
-            matches.extend(_search(snapshot, algorithm, items, thresholds))
-    return sorted(matches, key=_nearest_first)
+def _hash_task(task: tuple[int, Source, HashJob]) -> tuple[int, HashOutcome]:
+    number, source, job = task
+    return number, hash_file(source, job)
 
 
-def _verdict(
-    snapshot: LoadedIndex,
-    outcome: HashOutcome,
-    thresholds: Mapping[str, int] | None,
-    dihedral: bool,
-) -> MatchResult:
-    """Status and matches for one image, every lookup against the same index version."""
-    result = outcome.result
-    if result is None:
-        return MatchResult("error", error=outcome.error, index_version=snapshot.version)
-    matches = _lookup(snapshot, result, thresholds, dihedral)
-    if result.trimmed is not None:
-        inner = _lookup(snapshot, result.trimmed, thresholds, dihedral)
-        matches = _merge(matches, [_as_derived(m, "trimmed") for m in inner])
-    matches = _confirmed(snapshot, result, matches, dihedral)
-    low_quality = result.pdq_quality is not None and result.pdq_quality < LOW_QUALITY_THRESHOLD
-    if low_quality:
-        matches = [m for m in matches if m.algorithm != "pdq"]
-    if matches:
-        status = "match"
-    elif low_quality:
-        status = "low_quality"
-    else:
-        status = "no_match"
-    return MatchResult(
-        status,
-        matches,
-        dict(result.hashes),
-        result.pdq_quality,
-        None,
-        result.width,
-        result.height,
-        snapshot.version,
-    )
-
-
-def _confirmed(
-    snapshot: LoadedIndex, result: HashResult, matches: list[Match], dihedral: bool
-) -> list[Match]:
-    """``matches`` without the 64-bit ones the same entry's PDQ contradicts."""
-    if "pdq" not in snapshot.algorithms or "pdq" not in result.hashes:
-        return matches
-    kept: list[Match] = []
-    query: np.ndarray | None = None
-    for match in matches:
-        weak = match.algorithm != "pdq" and get_algorithm(match.algorithm).needs_pixels
-        rows = (
-            snapshot.rows_of_entry("pdq", match.list, match.entry_id)
-            if weak and match.entry_id is not None
-            else None
-        )
-        if not rows:  # not a 64-bit match, or nothing to confirm it with
-            kept.append(match)
-            continue
-        if query is None:
-            query = query_codes(result, "pdq", dihedral)
-        stored = snapshot.algorithms["pdq"].codes_of_entries(rows)
-        if int(nearest_distances(query, stored).min()) <= PDQ_CONFIRMATION:
-            kept.append(match)
-    return kept
-
-
-def query_codes(result: HashResult, algorithm: str, dihedral: bool = True) -> np.ndarray:
-    """Every code of ``algorithm`` a verdict searches for this image (the hash, its variants,
-    the trimmed picture's, the recovered ones), as rows of bytes."""
-    hashes = [h for _, h in _queries(result, dihedral).get(algorithm, [])]
-    if result.trimmed is not None:
-        hashes += [h for _, h in _queries(result.trimmed, dihedral).get(algorithm, [])]
-    return np.frombuffer(b"".join(h.value for h in hashes), dtype=np.uint8).reshape(len(hashes), -1)
-
-
-def nearest_distances(queries: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """Per row of ``stored``, the Hamming distance to the nearest row of ``queries``."""
-    return np.bitwise_count(queries[:, None, :] ^ stored[None, :, :]).sum(axis=2).min(axis=0)
-
-
-def _as_derived(match: Match, derivation: str) -> Match:
-    """The match, its variant naming the derived picture it came from (``trimmed+rotate90``)."""
-    variant = f"{derivation}+{match.variant}" if match.variant else derivation
-    return replace(match, variant=variant)
-
-
-def _merge(first: list[Match], second: list[Match]) -> list[Match]:
-    """Both lists, one match per entry (the nearest), nearest first."""
-    best: dict[tuple[str, str, str | None, str], Match] = {}
-    for match in [*first, *second]:
-        key = (match.algorithm, match.list, match.entry_id, match.hash)
-        if key not in best or match.distance < best[key].distance:
-            best[key] = match
-    return sorted(best.values(), key=_nearest_first)
-
-
-def _queries(
-    hashes: HashInput | HashResult, dihedral: bool
-) -> dict[str, list[tuple[str | None, Hash]]]:
-    """Every hash to search, by algorithm, with the variant it stands for; raises a
-    HashmatchError subclass for any malformed input (never quoting a hash)."""
-    if not isinstance(hashes, Mapping):
-        raise HashFormatError(
-            "expected a mapping of algorithm names to hashes (hex strings or Hash values),"
-            f" got {type(hashes).__name__}"
-        )
-    if not hashes:
-        raise HashFormatError("no hashes given")
-    queries: dict[str, list[tuple[str | None, Hash]]] = {}
-    for name, value in hashes.items():
-        algorithm = get_algorithm(name).name
-        values = [value] if isinstance(value, (Hash, str)) else value
-        if not isinstance(values, (list, tuple)):
-            raise HashFormatError(
-                f"{algorithm}: expected a hex string or a Hash, got {type(value).__name__}"
-            )
-        if not values:
-            raise HashFormatError(f"no hash given for {algorithm}")
-        for item in values:
-            queries.setdefault(algorithm, []).append((None, _parsed(algorithm, item)))
-    if isinstance(hashes, HashResult):
-        for algorithm, variants in hashes.variants.items() if dihedral else ():
-            queries.setdefault(algorithm, []).extend(variants.items())
-        for algorithm, edits in hashes.recovered.items():
-            queries.setdefault(algorithm, []).extend(edits.items())
-    return queries
-
-
-def _parsed(algorithm: str, item: object) -> Hash:
-    if isinstance(item, Hash):
-        if item.algorithm != algorithm:
-            raise HashFormatError(f"a {item.algorithm} hash given as {algorithm}")
-        return item
-    if isinstance(item, str):
-        return Hash.from_hex(algorithm, item)
-    raise HashFormatError(
-        f"{algorithm}: expected a hex string or a Hash, got {type(item).__name__}"
-    )
-
-
-def _search(
-    snapshot: LoadedIndex,
-    algorithm: str,
-    items: list[tuple[str | None, Hash]],
-    thresholds: Mapping[str, int] | None,
-) -> list[Match]:
-    index = snapshot.algorithms[algorithm]
-    override = thresholds.get(algorithm) if thresholds else None
-    radius = override if override is not None else index.design_radius
-    queries = np.frombuffer(b"".join(h.value for _, h in items), dtype=np.uint8)
-    owners, rows, distances = index.searcher.search(queries.reshape(len(items), -1), radius)
-    best: dict[int, tuple[int, int]] = {}  # code row -> (distance, query)
-    for owner, row, distance in zip(
-        owners.tolist(), rows.tolist(), distances.tolist(), strict=True
-    ):
-        if row not in best or distance < best[row][0]:
-            best[row] = (distance, owner)
-    if not best:
-        return []
-    code_rows = np.array(sorted(best), dtype=np.int64)
-    entry_groups = index.entries_of(code_rows)
-    records = snapshot.entries([int(r) for group in entry_groups for r in group.tolist()])
-    matches = []
-    for row, group in zip(code_rows.tolist(), entry_groups, strict=True):
-        distance, owner = best[row]
-        stored = index.codes[row].tobytes().hex()
-        for rowid in group.tolist():
-            record = records.get(rowid)
-            if record is None:
-                continue
-            limit = (
-                override if override is not None else snapshot.threshold_for(algorithm, record.list)
-            )
-            if distance > limit:
-                continue
-            matches.append(
-                Match(
-                    algorithm,
-                    distance,
-                    stored,
-                    record.list,
-                    record.entry_id,
-                    record.label,
-                    items[owner][0],
-                    record.metadata,
-                )
-            )
-    return matches
+def _crashed_task(task: tuple[int, Source, HashJob], crash: WorkerCrash) -> tuple[int, HashOutcome]:
+    number, source, _ = task
+    return number, crashed_outcome(source, crash)
