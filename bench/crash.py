@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hashmatch import Matcher
+from hashmatch import ListSource, Matcher, build_index
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
 from hashmatch.fixtures.processes import group_ends
 from hashmatch.index.artifact import CURRENT, MANIFEST, VERSIONS, current_version
-from hashmatch.index.build import ListSource, build_index
 from hashmatch.index.inspect import index_info, verify_index
 
 PHASES = ("startup", "ingest", "write", "publish", "exit")

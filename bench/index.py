@@ -95,7 +95,7 @@ def child(name: str, folder: Path, bits: int, count: int, queries: int) -> dict:
     radius = RADIUS[bits]
     result: dict = {}
     if name == "hashmatch-build":
-        from hashmatch.index.build import ListSource, build_index
+        from hashmatch import ListSource, build_index
 
         started = time.perf_counter()
         build_index([ListSource(folder / "list.csv")], folder / "idx")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import imagehash
@@ -34,8 +35,7 @@ import numpy as np
 from common import source_photos  # bench/common.py
 from PIL import Image
 
-from hashmatch import Matcher, hash_image
-from hashmatch.index.build import ListSource, build_index
+from hashmatch import EntryList, Matcher, build_index, hash_image
 
 SIZES = [(1155, 866), (2309, 1732), (4000, 3000)]  # 1, 4 and 12 megapixels
 
@@ -50,20 +50,20 @@ def prepare(folder: Path, entries: int, files: int) -> tuple[Path, Path, list[Pa
             path = uploads / f"photo{i:03d}-{size[0]}.jpg"
             photo.resize(size, Image.Resampling.LANCZOS).save(path, quality=88)
             paths.append(path)
-    rng = np.random.default_rng(0)
-    listing = folder / "known.csv"
-    with open(listing, "w") as file:
-        file.write("algorithm,hash,id\n")
-        for i, path in enumerate(paths[:4]):  # a few uploads are "known"
-            file.write(f"pdq,{hash_image(path)['pdq'].hex},known{i}\n")
-        for start in range(0, entries, 200_000):
-            block = rng.integers(0, 256, size=(min(200_000, entries - start), 32), dtype=np.uint8)
-            file.writelines(
-                f"pdq,{row.tobytes().hex()},r{start + j}\n" for j, row in enumerate(block)
-            )
     index = folder / "index"
-    build_index([ListSource(listing)], index)
+    build_index([EntryList(known_entries(paths[:4], entries), name="known")], index)
     return index, uploads, paths
+
+
+def known_entries(known: list[Path], count: int) -> Iterator[tuple[str, str, None, str]]:
+    """A few uploads' PDQ hashes (so they match), then ``count`` random ones."""
+    for i, path in enumerate(known):
+        yield "pdq", hash_image(path)["pdq"].hex, None, f"known{i}"
+    rng = np.random.default_rng(0)
+    for start in range(0, count, 200_000):
+        block = rng.integers(0, 256, size=(min(200_000, count - start), 32), dtype=np.uint8)
+        for j, row in enumerate(block):
+            yield "pdq", row.tobytes().hex(), None, f"r{start + j}"
 
 
 def replicate(uploads: Path, copies: int) -> Path:

@@ -40,11 +40,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hashmatch import Match, Matcher, MatchResult, hash_image
+from hashmatch import ListSource, Match, Matcher, MatchResult, build_index, hash_image
 from hashmatch.fixtures.hashlists import random_codes
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.index.build import ListSource, build_index
 
 KNOWN_IMAGES = 8
 UNRELATED_IMAGES = 4

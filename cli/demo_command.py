@@ -30,8 +30,8 @@ def demo_command(
     index, rows = run_demo(folder)
     known = sum(1 for _ in (folder / "known").iterdir())
     console.print(
-        f"  known/    {known} known images, hashed into known.csv (PDQ + MD5)\n"
-        "  index/    the index built from known.csv\n"
+        f"  known/    {known} known images, hashed (PDQ + MD5) into a list\n"
+        "  index/    the index built from that list\n"
         f"  uploads/  {len(rows)} uploads: edited copies of the known images,\n"
         "            unrelated images, one broken file\n"
     )

@@ -39,13 +39,20 @@ from hashmatch.registry import (
 )
 
 if TYPE_CHECKING:
+    from hashmatch.index.build import BuildOptions, EntryList, ListSource, build_index
     from hashmatch.index.matcher import Matcher
     from hashmatch.index.options import MatchOptions
+    from hashmatch.index.report import BuildReport
     from hashmatch.index.results import Match, MatchResult
 
 __version__ = "0.1.0"
 
 _INDEX_EXPORTS = {
+    "BuildOptions": "build",
+    "BuildReport": "report",
+    "EntryList": "build",
+    "ListSource": "build",
+    "build_index": "build",
     "Match": "results",
     "MatchOptions": "options",
     "MatchResult": "results",
@@ -60,7 +67,8 @@ load_builtin_algorithms()
 
 
 def __getattr__(name: str) -> Any:
-    """The index API, imported on first use so ``import hashmatch`` stays light.
+    """The index API (matching and building), imported on first use so ``import hashmatch``
+    stays light.
 
     Threads asking together import it once; the names are then module globals, so this runs
     only until the first import has finished.
@@ -77,6 +85,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Algorithm",
+    "BuildOptions",
+    "BuildReport",
+    "EntryList",
     "EvaluationError",
     "Hash",
     "HashFormatError",
@@ -93,6 +104,7 @@ __all__ = [
     "ImageTimeoutError",
     "ImageTooLargeError",
     "ListEntry",
+    "ListSource",
     "LoadedImage",
     "Match",
     "MatchOptions",
@@ -104,6 +116,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "algorithm_names",
+    "build_index",
     "get_algorithm",
     "hash_image",
     "load_image",

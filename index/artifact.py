@@ -34,11 +34,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from hashmatch import __version__
 from hashmatch.errors import IndexBuildError, IndexFormatError, IndexIntegrityError
 
 __all__ = [
     "CURRENT",
-    "ENTRY_LOOKUP",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST",
@@ -52,6 +52,7 @@ __all__ = [
     "file_sha256",
     "fsync_directory",
     "manifest_checksum",
+    "new_manifest",
     "naming_write_errors",
     "part_problem",
     "part_problems",
@@ -75,9 +76,7 @@ VERSIONS = "versions"
 MANIFEST = "manifest.json"
 MANIFEST_CHECKSUM = "manifest_sha256"
 METADATA = "entries.sqlite"
-ENTRY_LOOKUP = "entries_by_entry_id"
-"""An SQLite index on (entry_id, list, algorithm), made when an index holds PDQ and another
-perceptual algorithm, so a 64-bit match can find the same entry's PDQ to confirm it."""
+"""The version's list entries (:mod:`hashmatch.index.entry_store`)."""
 
 _KEY_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
@@ -200,6 +199,38 @@ class Manifest:
         kind = str(self.algorithms[algorithm]["search"]["kind"])
         outdated = kind == "mih" and self.data["format_version"] < MIH_BITMAP_FORMAT
         return "flat" if outdated else kind
+
+
+_LIST_KEYS = ("name", "source", "format", "sha256", "rows", "accepted", "rejected", "excluded")
+
+
+def new_manifest(
+    version: str,
+    created: str,
+    entries: int,
+    algorithms: dict[str, dict[str, Any]],
+    lists: list[tuple[dict[str, Any], dict[str, int]]],
+    files: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A version's manifest content: what :func:`write_manifest` writes last.
+
+    ``lists`` pairs each list's build report entry with its own thresholds; the manifest
+    keeps the report's counts and the list's source and checksum.
+    """
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": created,
+        "version": version,
+        "entries": entries,
+        "algorithms": algorithms,
+        "lists": [
+            {**{key: item[key] for key in _LIST_KEYS}, "thresholds": thresholds}
+            for item, thresholds in lists
+        ],
+        "files": files,
+    }
 
 
 def manifest_checksum(data: dict[str, Any]) -> str:

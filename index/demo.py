@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from hashmatch.batch import HashJob, hash_files
 from hashmatch.fixtures.demo import DemoUpload, build_demo_world
-from hashmatch.index.build import ListSource, build_index
-from hashmatch.index.matcher import Matcher, MatchResult
+from hashmatch.hashes import Hash
+from hashmatch.index.build import EntryList, build_index
+from hashmatch.index.matcher import Matcher
+from hashmatch.index.results import MatchResult
 
 __all__ = ["DemoRow", "run_demo"]
+
+_LABEL = "demo known image"
 
 
 @dataclass(frozen=True)
@@ -32,18 +35,14 @@ class DemoRow:
 def run_demo(directory: Path) -> tuple[Path, list[DemoRow]]:
     """Build the world under ``directory``; returns the index path and one row per upload."""
     world = build_demo_world(directory)
-    listing = directory / "known.csv"
-    with open(listing, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["algorithm", "hash", "id", "label", "list"])
-        for outcome in hash_files([str(p) for p in world.known], HashJob(("pdq", "md5"))):
-            assert outcome.result is not None, outcome.error
-            entry = f"known/{Path(outcome.path).name}"
-            for algorithm in ("pdq", "md5"):
-                hex_value = outcome.result[algorithm].hex
-                writer.writerow([algorithm, hex_value, entry, "demo known image", "demo-list"])
+    known: list[tuple[str, Hash, str, str, str]] = []
+    for outcome in hash_files([str(p) for p in world.known], HashJob(("pdq", "md5"))):
+        assert outcome.result is not None, outcome.error
+        entry = f"known/{Path(str(outcome.path)).name}"
+        for algorithm in ("pdq", "md5"):
+            known.append((algorithm, outcome.result[algorithm], "demo-list", entry, _LABEL))
     index = directory / "index"
-    build_index([ListSource(listing)], index)
+    build_index([EntryList(known, name="demo-list")], index)
     matcher = Matcher.open(index)
     by_path = {str(upload.path): upload for upload in world.uploads}
     rows = [

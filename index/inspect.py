@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from hashmatch.index.artifact import (
     read_manifest,
     resolve_version,
 )
+from hashmatch.index.entry_store import store_problems
 
 __all__ = ["index_info", "verify_index"]
 
@@ -61,24 +61,13 @@ def verify_index(path: str | Path) -> list[str]:
     problems = part_problems(manifest)
     if problems:
         return problems
-    problems.extend(_check_database(directory))
+    problems.extend(store_problems(directory / METADATA))
     for algorithm, data in manifest.algorithms.items():
         try:
             problems.extend(_check_algorithm(manifest, algorithm, data))
         except HashmatchError as exc:
             problems.append(f"{algorithm}: {exc}")
     return problems
-
-
-def _check_database(directory: Path) -> list[str]:
-    uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
-    try:
-        with sqlite3.connect(uri, uri=True) as connection:
-            result = connection.execute("PRAGMA quick_check").fetchone()[0]
-            connection.execute("SELECT count(*) FROM entries").fetchone()
-    except sqlite3.Error as exc:
-        return [f"{METADATA}: {exc}"]
-    return [] if result == "ok" else [f"{METADATA}: {result}"]
 
 
 def _check_algorithm(manifest: Any, algorithm: str, data: dict[str, Any]) -> list[str]:

@@ -7,11 +7,8 @@ several processes opening the same version share one copy in the page cache.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,28 +17,19 @@ import numpy as np
 
 from hashmatch.errors import IndexIntegrityError
 from hashmatch.index.artifact import (
-    ENTRY_LOOKUP,
     METADATA,
     Manifest,
     part_problems,
     read_array,
     read_manifest,
 )
+from hashmatch.index.entry_store import EntryRecord, EntryStore
 from hashmatch.index.mih import MihLayout, MultiIndex
 from hashmatch.index.search import CodeSearcher, ExactSearcher, FlatSearcher, MultiIndexSearcher
 
 __all__ = ["AlgorithmIndex", "EntryRecord", "LoadedIndex"]
 
 _log = logging.getLogger("hashmatch.index")
-
-
-@dataclass(frozen=True)
-class EntryRecord:
-    rowid: int
-    list: str
-    entry_id: str | None
-    label: str | None
-    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -110,20 +98,7 @@ class LoadedIndex:
             item["name"]: {k: int(v) for k, v in item.get("thresholds", {}).items()}
             for item in self.manifest.data["lists"]
         }
-        uri = (directory / METADATA).resolve().as_uri() + "?mode=ro&immutable=1"
-        try:
-            # One connection for the version's lifetime, opened now: its open file keeps the
-            # entries readable even after newer builds delete this version's directory.
-            self._database = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._database.execute("SELECT count(*) FROM entries WHERE rowid = 1").fetchone()
-        except sqlite3.Error as exc:
-            raise IndexIntegrityError(f"{directory / METADATA}: {exc}") from None
-        self._database_lock = threading.Lock()
-        # Python's sqlite3.Connection sits in a reference cycle with its statement cache, so
-        # dropping it leaves the file open until the cycle collector runs (in a long-lived
-        # process, possibly much later): close it as soon as this version is unreferenced.
-        weakref.finalize(self, self._database.close)
-        self._has_entry_lookup = self._lookup_by_entry_exists()
+        self.store = EntryStore(directory / METADATA)
 
     @property
     def version(self) -> str:
@@ -135,40 +110,11 @@ class LoadedIndex:
 
     def entries(self, rowids: list[int]) -> dict[int, EntryRecord]:
         """The list entries with these row ids."""
-        found: dict[int, EntryRecord] = {}
-        for start in range(0, len(rowids), 900):  # SQLite's bound-parameter limit
-            batch = rowids[start : start + 900]
-            marks = ",".join("?" * len(batch))
-            query = (
-                "SELECT rowid, list, entry_id, label, metadata FROM entries"
-                f" WHERE rowid IN ({marks})"
-            )
-            for rowid, list_name, entry_id, label, metadata in self._query(query, batch):
-                found[rowid] = EntryRecord(
-                    rowid, list_name, entry_id, label, json.loads(metadata) if metadata else {}
-                )
-        return found
+        return self.store.entries(rowids)
 
     def rows_of_entry(self, algorithm: str, list_name: str, entry_id: str) -> list[int] | None:
-        """The entry rows of ``algorithm`` for one list entry; None when this version has no
-        lookup by entry (built with one perceptual algorithm, or by an older hashmatch)."""
-        if not self._has_entry_lookup:
-            return None
-        query = "SELECT rowid FROM entries WHERE entry_id = ? AND list = ? AND algorithm = ?"
-        return [row for (row,) in self._query(query, [entry_id, list_name, algorithm])]
-
-    def _lookup_by_entry_exists(self) -> bool:
-        query = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
-        return bool(self._query(query, [ENTRY_LOOKUP]))
-
-    def _query(self, query: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
-        """Rows of one query; the connection is shared, so threads take turns (a lookup's
-        queries take microseconds)."""
-        try:
-            with self._database_lock:
-                return self._database.execute(query, parameters).fetchall()
-        except sqlite3.Error as exc:
-            raise IndexIntegrityError(f"{self.directory / METADATA}: {exc}") from None
+        """The entry rows of ``algorithm`` for one list entry (None: no lookup by entry)."""
+        return self.store.rows_of_entry(algorithm, list_name, entry_id)
 
 
 def _load_algorithm(manifest: Manifest, name: str, data: dict[str, Any]) -> AlgorithmIndex:

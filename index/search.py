@@ -10,15 +10,29 @@ Every searcher returns all codes within the radius: there is no approximate mode
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
 
-from hashmatch.index.artifact import row_keys
-from hashmatch.index.mih import MultiIndex
+from hashmatch.errors import IndexBuildError
+from hashmatch.index.artifact import ArrayWriter, row_keys
+from hashmatch.index.mih import MultiIndex, choose_layout
+from hashmatch.registry import Algorithm
 
-__all__ = ["CodeSearcher", "ExactSearcher", "FlatSearcher", "MultiIndexSearcher", "SearchHits"]
+__all__ = [
+    "SEARCH_CHOICES",
+    "CodeSearcher",
+    "ExactSearcher",
+    "FlatSearcher",
+    "MultiIndexSearcher",
+    "SearchHits",
+    "write_search_tables",
+]
+
+SEARCH_CHOICES = ("auto", "flat", "mih")
+"""What a build may be told: choose by size (``auto``), or one structure for every
+perceptual algorithm."""
 
 SearchHits = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays: query row, code number, distance."""
@@ -108,3 +122,31 @@ class ExactSearcher:
             np.array(rows, dtype=np.int64),
             np.zeros(len(rows), dtype=np.int64),
         )
+
+
+def write_search_tables(
+    algorithm: Algorithm, codes: np.ndarray, design_radius: int, choice: str, writer: ArrayWriter
+) -> dict[str, Any]:
+    """Choose what searches ``algorithm``'s (unique, sorted) codes, write its tables, and
+    return the manifest's ``search`` entry for it.
+
+    Exact hashes are searched by key; perceptual ones by multi-index hashing where its cost
+    model beats the flat scan at ``design_radius`` (or always, with ``choice`` ``mih``), else
+    by the flat scan, which needs no tables.
+    """
+    if choice not in SEARCH_CHOICES:
+        raise IndexBuildError(f"unknown search structure {choice!r} ({', '.join(SEARCH_CHOICES)})")
+    if not algorithm.needs_pixels:
+        return {"kind": ExactSearcher.kind}
+    layout = None
+    if choice != FlatSearcher.kind:
+        layout = choose_layout(
+            len(codes), algorithm.bits, design_radius, force=choice == MultiIndexSearcher.kind
+        )
+    if layout is None:
+        return {"kind": FlatSearcher.kind}
+    tables = MultiIndex.build(codes, layout)
+    writer.write(f"{algorithm.name}.mih_buckets", tables.buckets)
+    writer.write(f"{algorithm.name}.mih_starts", tables.starts)
+    writer.write(f"{algorithm.name}.mih_ids", tables.ids)
+    return {"kind": MultiIndexSearcher.kind, "radius": layout.radius, **layout.to_json()}

@@ -21,9 +21,11 @@ from hashmatch import (
     HashmatchError,
     ImageLimits,
     IndexFormatError,
+    ListSource,
     Matcher,
     OptionError,
     UnknownAlgorithmError,
+    build_index,
     hash_image,
     load_image,
     read_hash_list,
@@ -31,7 +33,6 @@ from hashmatch import (
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.index.build import ListSource, build_index
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 PHASH = "d1c48f8a3b6e1e0f"

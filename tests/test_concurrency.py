@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hashmatch import Matcher, hash_image
+from hashmatch import BuildOptions, ListSource, Matcher, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.index.build import BuildOptions, ListSource, build_index
 
 THREADS = 8
 RELOADS = 20

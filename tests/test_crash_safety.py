@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashmatch import IndexBuildError, Matcher
+from hashmatch import IndexBuildError, ListSource, Matcher, build_index
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
 from hashmatch.fixtures.processes import group_ends
 from hashmatch.index.artifact import CURRENT, MANIFEST, METADATA, VERSIONS, current_version
-from hashmatch.index.build import ListSource, build_index
 from hashmatch.index.inspect import index_info, verify_index
 
 

@@ -16,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hashmatch import hash_image
+from hashmatch import BuildOptions, ListSource, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.index.build import BuildOptions, ListSource, build_index
 
 THREADS = 16
 RUNS = 20

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hashmatch import HashmatchError, hash_image
+from hashmatch import HashmatchError, ListSource, build_index, hash_image
 from hashmatch.cli.app import app
 from hashmatch.deadline import DeadlineExceeded, deadline
 from hashmatch.fixtures.faults import SLOW_SECONDS, cli_with_faults
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import HostileCase, encode, write_hostile_corpus
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.index.build import ListSource, build_index
 
 HANG_BOUND_SECONDS = 30
 """No single hostile file may take this long to hash or refuse: the slowest (the 121-megapixel

@@ -16,10 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashmatch import HashListError, IndexBuildError, IndexFormatError, IndexIntegrityError, Matcher
+from hashmatch import (
+    BuildOptions,
+    HashListError,
+    IndexBuildError,
+    IndexFormatError,
+    IndexIntegrityError,
+    ListSource,
+    Matcher,
+    build_index,
+)
 from hashmatch.fixtures.hashlists import SyntheticEntry, flip_bits, random_codes, write_list
 from hashmatch.index.artifact import CURRENT, MANIFEST, VERSIONS, current_version
-from hashmatch.index.build import BuildOptions, ListSource, build_index
 from hashmatch.index.config import load_config
 from hashmatch.index.inspect import index_info, verify_index
 from hashmatch.lists import Exclusions
@@ -259,7 +267,7 @@ def test_readers_keep_working_while_a_build_replaces_the_index(tmp_path: Path) -
 KILLER = """
 import sys
 from pathlib import Path
-from hashmatch.index.build import ListSource, build_index
+from hashmatch import ListSource, build_index
 build_index([ListSource(Path(sys.argv[1]))], Path(sys.argv[2]))
 """
 

@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hashmatch import IndexFormatError, IndexIntegrityError, Matcher
+from hashmatch import (
+    BuildOptions,
+    IndexFormatError,
+    IndexIntegrityError,
+    ListSource,
+    Matcher,
+    build_index,
+)
 from hashmatch.cli.app import app
 from hashmatch.fixtures.hashlists import SyntheticEntry, random_codes, write_list
 from hashmatch.index.artifact import (
@@ -31,7 +38,6 @@ from hashmatch.index.artifact import (
     read_manifest,
     write_manifest,
 )
-from hashmatch.index.build import BuildOptions, ListSource, build_index
 from hashmatch.index.inspect import index_info, verify_index
 
 runner = CliRunner()

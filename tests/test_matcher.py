@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from hashmatch import Hash, HashFormatError, Matcher, hash_image
+from hashmatch import Hash, HashFormatError, ListSource, Matcher, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
 from hashmatch.fixtures.transforms import apply_transform
-from hashmatch.index.build import ListSource, build_index
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hashmatch import hash_image
+from hashmatch import ListSource, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
 from hashmatch.fixtures.transforms import apply_transform
-from hashmatch.index.build import ListSource, build_index
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hashmatch import Matcher, hash_image
+from hashmatch import ListSource, Matcher, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.images import synthetic_photo
 from hashmatch.fixtures.transforms import apply_transform
-from hashmatch.index.build import ListSource, build_index
 from hashmatch.recovery import RECOVERY_EDITS
 
 

@@ -13,14 +13,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from hashmatch import Matcher, hash_image
+from hashmatch import ListSource, Matcher, build_index, hash_image
 from hashmatch.cli.app import app
 from hashmatch.fixtures.faults import MARKERS_VARIABLE, cli_with_faults
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode, truncated
 from hashmatch.fixtures.images import save_image, synthetic_photo
 from hashmatch.fixtures.transforms import apply_transform
-from hashmatch.index.build import ListSource, build_index
 
 runner = CliRunner()
 

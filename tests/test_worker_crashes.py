@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from hashmatch import ListSource, build_index
 from hashmatch.fixtures.faults import (
     MARKERS_VARIABLE,
     cli_with_faults,
@@ -27,7 +28,6 @@ from hashmatch.fixtures.faults import (
 )
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.images import save_image, synthetic_photo
-from hashmatch.index.build import ListSource, build_index
 from hashmatch.parallel import WorkerCrash, parallel_map
 
 WAIT_SECONDS = 120

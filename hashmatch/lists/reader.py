@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_INVALID",
     "HashListReader",
     "ListEntry",
+    "ListReading",
     "ListStats",
     "parse_fraction",
     "read_hash_list",
@@ -96,40 +97,37 @@ class ListStats:
         }
 
 
-class HashListReader:
-    """Reads one list file; iterate :meth:`chunks` (for builds) or :meth:`entries`."""
+class ListReading:
+    """Validation and the bad-line policy over a list's rows, wherever they come from.
+
+    Subclasses supply the rows (:meth:`_batches`) and a checksum of what was read
+    (:meth:`_digest`); iterate :meth:`chunks` (for builds) or :meth:`entries`.
+    """
 
     def __init__(
         self,
-        path: str | Path,
+        source: str,
+        list_name: str,
+        list_format: str,
         *,
         algorithm: str | None = None,
-        list_name: str | None = None,
-        list_format: str = "auto",
         strict: bool = False,
-        max_invalid: float = DEFAULT_MAX_INVALID,
+        max_invalid: float | str = DEFAULT_MAX_INVALID,
     ) -> None:
-        self.path = _list_path(path)
         if algorithm is not None:
             algorithm = get_algorithm(algorithm).name
         self.algorithm = algorithm
         self.strict = strict
         self.max_invalid = parse_fraction(max_invalid)
-        if list_format != "auto" and list_format not in LIST_FORMATS:
-            choices = ", ".join(("auto", *LIST_FORMATS))
-            raise OptionError(f"list_format must be one of {choices}, got {list_format!r}")
-        if list_name is not None and not isinstance(list_name, str):
-            raise OptionError(f"list_name must be a string, got {type(list_name).__name__}")
-        fmt = detect_format(self.path) if list_format == "auto" else list_format
-        self.stats = ListStats(str(self.path), list_name or self.path.stem, fmt)
+        self.stats = ListStats(source, list_name, list_format)
 
     def chunks(self) -> Iterator[ValidChunk]:
         """Valid hashes in chunks; raises :class:`HashListError` per the policy."""
-        self.stats.sha256 = _file_sha256(self.path)
-        for batch in read_batches(self.path, self.stats.list_format):
+        for batch in self._batches():
             self.stats.rows += batch.rows
             self.stats.skipped += batch.skipped
             yield self._validate(batch)
+        self.stats.sha256 = self._digest()
         self._check_policy()
 
     def entries(self) -> Iterator[ListEntry]:
@@ -148,17 +146,24 @@ class HashListReader:
                         batch.lines[i],
                     )
 
+    def _batches(self) -> Iterator[RowBatch]:
+        raise NotImplementedError
+
+    def _digest(self) -> str:
+        raise NotImplementedError
+
     def _validate(self, batch: RowBatch) -> ValidChunk:
         chunk, problems = validate_batch(batch, self.algorithm)
         for algorithm, kept in chunk.positions.items():
             self.stats.accepted[algorithm] += len(kept)
+        source = self.stats.source
         for line, kind, reason in problems:
             if self.strict:
-                raise HashListError(str(self.path), line, reason)
+                raise HashListError(source, line, reason)
             self.stats.rejected += 1
             self.stats.reasons[kind] += 1
             if len(self.stats.problems) < KEPT_PROBLEMS:
-                self.stats.problems.append(f"{self.path}:{line}: {reason}")
+                self.stats.problems.append(f"{source}:{line}: {reason}")
         return chunk
 
     def _check_policy(self) -> None:
@@ -169,12 +174,47 @@ class HashListReader:
         if accepted == 0 or stats.invalid_fraction > self.max_invalid:
             first = "; ".join(stats.problems[:3])
             raise HashListError(
-                str(self.path),
+                stats.source,
                 None,
                 f"{stats.rejected} of {stats.rejected + accepted} hashes invalid"
                 f" ({stats.invalid_fraction:.1%}), above the allowed {self.max_invalid:.1%}"
                 f" (--max-invalid); wrong format or algorithm? First problems: {first}",
             )
+
+
+class HashListReader(ListReading):
+    """Reads one list file (CSV, ``ALGORITHM HASH`` lines, plain hex, JSONL)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        algorithm: str | None = None,
+        list_name: str | None = None,
+        list_format: str = "auto",
+        strict: bool = False,
+        max_invalid: float | str = DEFAULT_MAX_INVALID,
+    ) -> None:
+        self.path = _list_path(path)
+        if list_format != "auto" and list_format not in LIST_FORMATS:
+            choices = ", ".join(("auto", *LIST_FORMATS))
+            raise OptionError(f"list_format must be one of {choices}, got {list_format!r}")
+        if list_name is not None and not isinstance(list_name, str):
+            raise OptionError(f"list_name must be a string, got {type(list_name).__name__}")
+        super().__init__(
+            str(self.path),
+            list_name or self.path.stem,
+            detect_format(self.path) if list_format == "auto" else list_format,
+            algorithm=algorithm,
+            strict=strict,
+            max_invalid=max_invalid,
+        )
+
+    def _batches(self) -> Iterator[RowBatch]:
+        return read_batches(self.path, self.stats.list_format)
+
+    def _digest(self) -> str:
+        return _file_sha256(self.path)
 
 
 def read_hash_list(
