@@ -86,9 +86,14 @@ def eval_command(
     The images become a known list and an index; each is edited by every transform and matched
     as a scan would; every pair of distinct images measures false positives.
     """
-    from hashmatch.fixtures.transforms import parse_transforms
-    from hashmatch.index.eval_report import write_report
-    from hashmatch.index.evaluation import EvalOptions, evaluate
+    from hashmatch.index.evaluation import (
+        DEFAULT_EVAL_MATCHING,
+        EvalOptions,
+        evaluate,
+        parse_transforms,
+        write_report,
+    )
+    from hashmatch.index.options import MatchOptions
 
     console = stderr_console()
     try:
@@ -98,13 +103,15 @@ def eval_command(
     if not chosen:
         raise typer.BadParameter("no transform given", param_hint="'--transforms'")
     options = EvalOptions(
-        tuple(chosen),
-        parse_algorithms(algorithms, ("pdq", "phash", "dhash")),
-        dihedral,
-        trim_borders,
-        recover,
-        parse_thresholds(threshold),
-        workers,
+        transforms=tuple(chosen),
+        matching=MatchOptions(
+            algorithms=parse_algorithms(algorithms, tuple(DEFAULT_EVAL_MATCHING.algorithms or ())),
+            thresholds=parse_thresholds(threshold),
+            dihedral=dihedral,
+            trim_borders=trim_borders,
+            recover=recover,
+        ),
+        workers=workers,
     )
     known = _images(images, recursive, console)
     others = _images(distractors or [], True, console)
@@ -112,13 +119,13 @@ def eval_command(
         console.print("error: no images found among the given paths")
         raise typer.Exit(EXIT_BAD_INPUT)
     with BatchProgress("evaluating", [], enabled=not quiet) as progress:
-        progress.discovered(len(known) + len(others))
+        progress.discovered(len(known) * (1 + len(chosen)) + len(others))
         try:
             result = evaluate(
                 known,
                 options,
                 distractors=others,
-                progress=lambda done, total: progress.advance(),
+                progress=lambda done, total: progress.advance(total=total),
             )
         except HashmatchError as exc:
             console.print(f"error: {exc}", markup=False)

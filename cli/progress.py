@@ -77,8 +77,11 @@ class BatchProgress:
         if before // 64 != self.total // 64:
             self._refresh()
 
-    def advance(self, **increments: int) -> None:
+    def advance(self, *, total: int | None = None, **increments: int) -> None:
+        """One more file done (``total``: the whole count, when it became known better)."""
         self.done += 1
+        if total is not None:
+            self.total = total
         for name, value in increments.items():
             self.counts[name] = self.counts.get(name, 0) + value
         self._refresh()

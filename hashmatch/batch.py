@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from hashmatch.registry import DEFAULT_ALGORITHMS, resolve_algorithms
 from hashmatch.walking import WalkEntry
 
 __all__ = [
+    "DeferredSource",
     "HashJob",
     "HashOutcome",
     "crashed_outcome",
@@ -62,6 +64,15 @@ class HashJob:
             isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0
         ):
             raise OptionError(f"time_limit must be seconds >= 0 or None, got {limit!r}")
+
+
+class DeferredSource(ABC):
+    """A source whose image is made where it is hashed (in a batch worker): an edit of a
+    file, say, so that only a small recipe crosses the process boundary, not the pixels."""
+
+    @abstractmethod
+    def load(self) -> ImageSource:
+        """The image; raises an ImageError subclass when it cannot be made."""
 
 
 @dataclass(frozen=True)
@@ -125,18 +136,20 @@ def _picklable(value: object) -> bool:
     return True
 
 
-def crashed_outcome(source: ImageSource | WalkEntry, crash: WorkerCrash) -> HashOutcome:
+def crashed_outcome(
+    source: ImageSource | WalkEntry | DeferredSource, crash: WorkerCrash
+) -> HashOutcome:
     """The outcome of a file that killed the worker processes hashing it."""
     return HashOutcome(_path_of(source), None, "crashed", str(crash))
 
 
-def _path_of(source: ImageSource | WalkEntry) -> str | None:
+def _path_of(source: ImageSource | WalkEntry | DeferredSource) -> str | None:
     if isinstance(source, WalkEntry):
         return source.path
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
 
 
-def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
+def hash_file(source: ImageSource | WalkEntry | DeferredSource, job: HashJob) -> HashOutcome:
     """Hash one source (or walk entry); any failure becomes the outcome's error.
 
     Every batch job (``hashmatch hash``, scans, ``Matcher.match``) hashes through here, so a
@@ -149,6 +162,8 @@ def hash_file(source: ImageSource | WalkEntry, job: HashJob) -> HashOutcome:
         source = source.path
     try:
         with deadline(job.time_limit):
+            if isinstance(source, DeferredSource):
+                source = source.load()
             result = hash_image(
                 source,
                 job.algorithms,

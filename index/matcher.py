@@ -15,12 +15,13 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from hashmatch.batch import HashJob, HashOutcome, crashed_outcome, hash_file
+from hashmatch.batch import DeferredSource, HashJob, HashOutcome, crashed_outcome, hash_file
 from hashmatch.errors import IndexFormatError, OptionError
 from hashmatch.hashing import HashResult
 from hashmatch.index.artifact import (
@@ -32,6 +33,7 @@ from hashmatch.index.artifact import (
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.index.options import MatchOptions, match_options
 from hashmatch.index.results import Match, MatchResult
+from hashmatch.index.search import single_threaded_searches
 from hashmatch.index.verdict import HashInput, image_queries, search, verdict
 from hashmatch.loading import ImageSource
 from hashmatch.parallel import WorkerCrash, parallel_map
@@ -47,8 +49,9 @@ __all__ = ["Match", "MatchResult", "Matcher"]
 
 _log = logging.getLogger("hashmatch.index")
 
-Source = ImageSource | WalkEntry
-"""What ``match_many`` takes: an image source, or an entry of a directory walk."""
+Source = ImageSource | WalkEntry | DeferredSource
+"""What ``match_many`` takes: an image source, an entry of a directory walk, or a source made
+in the worker that hashes it."""
 
 
 class Matcher:
@@ -221,7 +224,10 @@ class Matcher:
         hashed = parallel_map(_hash_task, tasks(), workers=workers, crashed=_crashed_task)
         for number, outcome in hashed:
             label, snapshot = in_flight.pop(number)
-            yield verdict(snapshot, outcome, options.thresholds, options.dihedral, label)
+            # the workers have the cores: this thread's searches take no more than one
+            with single_threaded_searches() if workers > 1 else nullcontext():
+                result = verdict(snapshot, outcome, options.thresholds, options.dihedral, label)
+            yield result
 
     def verdict(
         self,
@@ -264,7 +270,8 @@ def _algorithms_for(
 
 
 def _label(number: int, source: Source) -> str | int:
-    """How a result names its source: the path, else its position in the stream."""
+    """How a result names its source: the path, else its position in the stream (bytes,
+    files, PIL images, deferred sources)."""
     if isinstance(source, WalkEntry):
         return source.path
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else number

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hashmatch.hashes import Hash
+from hashmatch.hashing import HashResult
 
 __all__ = ["Match", "MatchResult", "MatchStatus"]
 
@@ -66,6 +67,9 @@ class MatchResult:
     bytes/file/PIL sources); None from :meth:`Matcher.match`."""
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     """The exception behind an ``error``, where one was raised (in this process or a worker)."""
+    hash_result: HashResult | None = field(default=None, compare=False, repr=False)
+    """Everything hashing computed for the image (its variants, the picture inside its
+    border, the recovered edits), for callers that measure distances, like ``eval``."""
 
     @property
     def matched(self) -> bool:

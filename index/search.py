@@ -10,6 +10,8 @@ Every searcher returns all codes within the radius: there is no approximate mode
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import faiss
@@ -27,6 +29,7 @@ __all__ = [
     "FlatSearcher",
     "MultiIndexSearcher",
     "SearchHits",
+    "single_threaded_searches",
     "write_search_tables",
 ]
 
@@ -44,6 +47,23 @@ class CodeSearcher(Protocol):
     kind: str
 
     def search(self, queries: np.ndarray, radius: int) -> SearchHits: ...
+
+
+@contextmanager
+def single_threaded_searches() -> Iterator[None]:
+    """Flat scans from this thread use one core while inside.
+
+    faiss spreads a scan of several queries over OpenMP threads: on an idle machine that
+    halves a lookup's latency, but while worker processes hash on every core (a scan), the
+    extra threads only take cores from them, and their spin-waiting made an evaluation run
+    1.5-2x slower. OpenMP's thread count is per calling thread, so other threads keep theirs.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 class FlatSearcher:

@@ -240,6 +240,7 @@ def verdict(
         height=result.height,
         index_version=snapshot.version,
         source=source,
+        hash_result=result,
     )
 
 

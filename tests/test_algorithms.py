@@ -9,7 +9,7 @@ import pytest
 
 from hashmatch import UnknownAlgorithmError, UnsupportedImageError, algorithm_names, hash_image
 from hashmatch.fixtures.hostile import encode, truncated
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 from hashmatch.registry import get_algorithm, resolve_algorithms
 
 

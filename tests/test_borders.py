@@ -8,7 +8,7 @@ from PIL import Image
 
 from hashmatch import hash_image
 from hashmatch.borders import content_box
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 
 
 def test_no_border_no_trimming(photos: list[Image.Image]) -> None:

@@ -10,10 +10,21 @@ from typer.testing import CliRunner
 
 from hashmatch.cli.app import app
 from hashmatch.fixtures.images import save_image, synthetic_photo
-from hashmatch.index.eval_report import write_report
-from hashmatch.index.evaluation import EvalOptions, evaluate, recall_curve
+from hashmatch.index.evaluation import (
+    DEFAULT_EVAL_MATCHING,
+    EvalOptions,
+    evaluate,
+    recall_curve,
+    write_report,
+)
 
 TRANSFORMS = ("noop", "jpeg_q50", "flip_horizontal", "pad_20pct_white", "crop_5pct")
+
+
+def _options(transforms: tuple[str, ...], algorithms: tuple[str, ...], **switches) -> EvalOptions:
+    """The evaluation's defaults (as a scan matches), for these transforms and algorithms."""
+    matching = DEFAULT_EVAL_MATCHING.with_switches(algorithms=algorithms, **switches)
+    return EvalOptions(transforms=transforms, matching=matching)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +47,7 @@ def distractors(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def test_recall_and_false_pairs(known: list[str], distractors: list[str]) -> None:
-    options = EvalOptions(TRANSFORMS, ("pdq", "phash"))
+    options = _options(TRANSFORMS, ("pdq", "phash"))
     result = evaluate(known, options, distractors=distractors)
     pdq, phash = result.scores["pdq"], result.scores["phash"]
     assert pdq["noop"].recall == 1.0 and pdq["noop"].histogram[0] == len(known)
@@ -58,7 +69,7 @@ def test_recall_and_false_pairs(known: list[str], distractors: list[str]) -> Non
 
 
 def test_flips_need_dihedral_matching(known: list[str]) -> None:
-    options = EvalOptions(("noop", "flip_horizontal"), ("pdq",), dihedral=False)
+    options = _options(("noop", "flip_horizontal"), ("pdq",), dihedral=False)
     result = evaluate(known, options)
     assert result.scores["pdq"]["noop"].recall == 1.0
     assert result.scores["pdq"]["flip_horizontal"].recall == 0.0
@@ -67,13 +78,13 @@ def test_flips_need_dihedral_matching(known: list[str]) -> None:
 def test_bad_images_are_reported_not_fatal(known: list[str], tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    result = evaluate([*known[:2], str(broken)], EvalOptions(("noop",), ("pdq",)))
+    result = evaluate([*known[:2], str(broken)], _options(("noop",), ("pdq",)))
     assert result.images == known[:2]
     assert list(result.failed) == [str(broken)] and "decode" in result.failed[str(broken)]
 
 
 def test_report_files(known: list[str], tmp_path: Path) -> None:
-    result = evaluate(known, EvalOptions(TRANSFORMS, ("pdq",)))
+    result = evaluate(known, _options(TRANSFORMS, ("pdq",)))
     written = {path.name for path in write_report(result, tmp_path / "report")}
     assert {"results.json", "report.md"} <= written
     data = json.loads((tmp_path / "report" / "results.json").read_text())

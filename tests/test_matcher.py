@@ -15,7 +15,7 @@ from hashmatch import Hash, HashFormatError, ListSource, Matcher, build_index, h
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hashmatch import ListSource, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -10,7 +10,7 @@ from PIL import Image
 from hashmatch import ListSource, Matcher, build_index, hash_image
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.images import synthetic_photo
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 from hashmatch.recovery import RECOVERY_EDITS
 
 

@@ -19,7 +19,7 @@ from hashmatch.fixtures.faults import MARKERS_VARIABLE, cli_with_faults
 from hashmatch.fixtures.hashlists import SyntheticEntry, write_list
 from hashmatch.fixtures.hostile import encode, truncated
 from hashmatch.fixtures.images import save_image, synthetic_photo
-from hashmatch.fixtures.transforms import apply_transform
+from hashmatch.index.evaluation.transforms import apply_transform
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashmatch.fixtures.transforms import DEFAULT_SUITE, apply_transform, parse_transforms
+from hashmatch.index.evaluation.transforms import DEFAULT_SUITE, apply_transform, parse_transforms
 
 
 @pytest.mark.parametrize("name", DEFAULT_SUITE)

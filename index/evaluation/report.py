@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hashmatch import __version__
-from hashmatch.index.evaluation import EvalResult, recall_curve
+from hashmatch.index.evaluation.run import EvalResult, recall_curve
 
 __all__ = ["results_json", "write_report"]
 
@@ -77,9 +77,9 @@ def results_json(result: EvalResult) -> dict[str, Any]:
         "options": {
             "transforms": list(options.transforms),
             "algorithms": list(result.scores),
-            "dihedral": options.dihedral,
-            "trim_borders": options.trim_borders,
-            "recover": options.recover,
+            "dihedral": options.matching.dihedral,
+            "trim_borders": options.matching.trim_borders,
+            "recover": options.matching.recover,
             "thresholds": result.thresholds,
         },
         "algorithms": algorithms,
@@ -94,9 +94,9 @@ def _markdown(result: EvalResult, plots: list[str], plot_note: str | None) -> st
         "",
         f"{len(result.images)} known images, {len(result.distractors)} distractors, "
         f"{len(options.transforms)} transforms. Matching as a scan does: dihedral "
-        f"{'on' if options.dihedral else 'off'}, border trimming "
-        f"{'on' if options.trim_borders else 'off'}, crop/tilt recovery "
-        f"{'on' if options.recover else 'off'}; thresholds "
+        f"{'on' if options.matching.dihedral else 'off'}, border trimming "
+        f"{'on' if options.matching.trim_borders else 'off'}, crop/tilt recovery "
+        f"{'on' if options.matching.recover else 'off'}; thresholds "
         + ", ".join(f"{a} {t}" for a, t in result.thresholds.items())
         + ".",
         "",
@@ -155,7 +155,7 @@ def _markdown(result: EvalResult, plots: list[str], plot_note: str | None) -> st
 
 def write_report(result: EvalResult, directory: str | os.PathLike[str]) -> list[Path]:
     """Write results.json, report.md and the plots into ``directory``; the files written."""
-    from hashmatch.index.eval_plots import PlotsUnavailable, draw_plots
+    from hashmatch.index.evaluation.plots import PlotsUnavailable, draw_plots
 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)

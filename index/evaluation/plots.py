@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hashmatch.index.evaluation import EvalResult, recall_curve
+from hashmatch.index.evaluation.run import EvalResult, recall_curve
 
 __all__ = ["PlotsUnavailable", "draw_plots"]
 
