@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import (
     DihedralOption,
     RecoverOption,
@@ -19,7 +20,7 @@ from hashmatch.cli.options import (
     parse_algorithms,
     parse_thresholds,
 )
-from hashmatch.cli.output import stderr_console
+from hashmatch.cli.output import print_error, stderr_console
 from hashmatch.cli.progress import BatchProgress
 from hashmatch.errors import HashmatchError
 from hashmatch.parallel import default_workers
@@ -27,8 +28,6 @@ from hashmatch.walking import walk_images
 
 if TYPE_CHECKING:
     from hashmatch.index.evaluation import EvalResult
-
-EXIT_BAD_INPUT = 2
 
 
 def _images(paths: list[str], recursive: bool, console: Console) -> list[str]:
@@ -116,8 +115,8 @@ def eval_command(
     known = _images(images, recursive, console)
     others = _images(distractors or [], True, console)
     if not known:
-        console.print("error: no images found among the given paths")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        print_error("no images found among the given paths")
+        raise typer.Exit(ExitCode.FAILED)
     with BatchProgress("evaluating", [], enabled=not quiet) as progress:
         progress.discovered(len(known) * (1 + len(chosen)) + len(others))
         try:
@@ -128,8 +127,8 @@ def eval_command(
                 progress=lambda done, total: progress.advance(total=total),
             )
         except HashmatchError as exc:
-            console.print(f"error: {exc}", markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            print_error(exc)
+            raise typer.Exit(ExitCode.FAILED) from None
     written = write_report(result, output)
     _print_summary(result)
     for path in result.failed:

@@ -8,16 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from hashmatch.batch import HashJob, HashOutcome, hash_files
-from hashmatch.cli.options import parse_algorithms, parse_limits
-from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
+from hashmatch.cli.exit_codes import ExitCode
+from hashmatch.cli.options import OutputFormatOption, parse_algorithms, parse_limits
+from hashmatch.cli.output import choose_format, open_writer, print_error, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import WorkerError
 from hashmatch.parallel import default_workers
 from hashmatch.registry import get_algorithm
 from hashmatch.walking import SkipCount, walk_images
-
-EXIT_OK = 0
-EXIT_FAILURES = 2
 
 
 def hash_command(
@@ -35,15 +33,7 @@ def hash_command(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="jsonl | csv | table. [default: table on a terminal, else jsonl]",
-            show_default=False,
-        ),
-    ] = None,
+    output_format: OutputFormatOption = None,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write records to this file.")
     ] = None,
@@ -95,7 +85,7 @@ def hash_command(
         finally:
             writer.close()
     if stopped is not None:
-        stderr_console().print(f"error: {stopped}", markup=False)
+        print_error(stopped)
     if not quiet or stopped is not None:
         elapsed = time.monotonic() - started
         rate = written / elapsed if elapsed > 0 else 0.0
@@ -103,7 +93,7 @@ def hash_command(
             f"hashed {written - failed} of {written} files, {failed} failed, {skipped.count}"
             f" skipped (not images or symbolic links) in {elapsed:.1f}s ({rate:.1f} files/s)"
         )
-    raise typer.Exit(EXIT_FAILURES if failed or stopped else EXIT_OK)
+    raise typer.Exit(ExitCode.FAILED if failed or stopped else ExitCode.OK)
 
 
 def _columns(names: tuple[str, ...], dihedral: bool) -> list[str]:

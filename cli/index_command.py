@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from hashmatch.cli.options import parse_thresholds
-from hashmatch.cli.output import stderr_console
+from hashmatch.cli.exit_codes import ExitCode
+from hashmatch.cli.options import OutputFormatOption, parse_thresholds
+from hashmatch.cli.output import OutputFormat, open_writer, print_error, stderr_console
 from hashmatch.errors import HashmatchError
 from hashmatch.index.build import BuildOptions, ListSource, build_index
 from hashmatch.index.config import load_config
@@ -18,8 +19,6 @@ from hashmatch.index.diff import diff_indexes
 from hashmatch.index.inspect import index_info, verify_index
 from hashmatch.lists import Exclusions, parse_fraction, read_exclusions
 from hashmatch.lists.readers import LIST_FORMATS
-
-EXIT_OK, EXIT_DAMAGED, EXIT_ERROR = 0, 1, 2
 
 app = typer.Typer(
     help="Build, inspect, verify and compare indexes of known hashes.",
@@ -29,8 +28,8 @@ app = typer.Typer(
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
-    return typer.Exit(EXIT_ERROR)
+    print_error(exc)
+    return typer.Exit(ExitCode.FAILED)
 
 
 @app.command("build")
@@ -144,17 +143,28 @@ def _build_plan(
 @app.command("info")
 def info_command(
     index: Annotated[Path, typer.Argument(help="An index directory.")],
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
+    output_format: OutputFormatOption = None,
 ) -> None:
-    """Show what an index holds: version, counts, thresholds, lists."""
+    """Show what an index holds: version, counts, thresholds, lists (json: all of it; jsonl
+    and csv: one record per algorithm)."""
     try:
         info = index_info(index)
     except HashmatchError as exc:
         raise _fail(exc) from None
-    if output_format == "json":
+    fmt = output_format or OutputFormat.table
+    if fmt == OutputFormat.table:
+        typer.echo(_info_text(info))
+    elif fmt == OutputFormat.json:
         typer.echo(json.dumps(info, indent=2))
-        return
-    typer.echo(_info_text(info))
+    else:
+        columns = ["path", "version", "algorithm", "codes", "entries", "threshold", "searched_by"]
+        writer = open_writer(fmt, columns)
+        for name, data in info["algorithms"].items():
+            writer.write(
+                {"path": info["path"], "version": info["version"], "algorithm": name}
+                | {key: data[key] for key in columns[3:]}
+            )
+        writer.close()
 
 
 def _info_text(info: dict[str, Any]) -> str:
@@ -190,10 +200,10 @@ def verify_command(index: Annotated[Path, typer.Argument(help="An index director
     problems = verify_index(index)
     if problems:
         console = stderr_console()
-        console.print(f"[bold red]DAMAGED[/] {index}", markup=True)
+        console.print(Text.assemble(("DAMAGED", "bold red"), f" {index}"))
         for problem in problems:
             console.print(f"  {problem}", markup=False)
-        raise typer.Exit(EXIT_DAMAGED)
+        raise typer.Exit(ExitCode.FOUND)
     typer.echo(f"ok: {index} ({index_info(index)['version']}) verified")
 
 
@@ -201,16 +211,21 @@ def verify_command(index: Annotated[Path, typer.Argument(help="An index director
 def diff_command(
     old: Annotated[Path, typer.Argument(help="The older index (or version directory).")],
     new: Annotated[Path, typer.Argument(help="The newer index (or version directory).")],
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
+    output_format: OutputFormatOption = None,
 ) -> None:
     """Unique hashes added and removed per algorithm between two indexes."""
     try:
         diffs = diff_indexes(old, new)
     except HashmatchError as exc:
         raise _fail(exc) from None
-    if output_format == "json":
-        data = {name: vars(diff) for name, diff in diffs.items()}
-        typer.echo(json.dumps(data, indent=2))
-        return
-    for name, diff in diffs.items():
-        typer.echo(f"{name}: +{diff.added} -{diff.removed} ({diff.unchanged} unchanged)")
+    fmt = output_format or OutputFormat.table
+    if fmt == OutputFormat.table:
+        for name, diff in diffs.items():
+            typer.echo(f"{name}: +{diff.added} -{diff.removed} ({diff.unchanged} unchanged)")
+    elif fmt == OutputFormat.json:
+        typer.echo(json.dumps({name: vars(diff) for name, diff in diffs.items()}, indent=2))
+    else:
+        writer = open_writer(fmt, ["algorithm", "added", "removed", "unchanged"])
+        for name, diff in diffs.items():
+            writer.write({"algorithm": name, **vars(diff)})
+        writer.close()

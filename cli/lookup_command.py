@@ -7,20 +7,17 @@ from typing import Annotated
 
 import typer
 
-from hashmatch.cli.options import parse_thresholds
-from hashmatch.cli.output import OutputFormat, open_writer, stderr_console
+from hashmatch.cli.exit_codes import ExitCode
+from hashmatch.cli.options import OutputFormatOption, parse_thresholds
+from hashmatch.cli.output import choose_format, open_writer, print_error
 from hashmatch.errors import HashmatchError
 from hashmatch.hashes import Hash
-
-EXIT_NO_MATCH, EXIT_MATCH, EXIT_ERROR = 0, 1, 2
 
 
 def lookup_command(
     index: Annotated[Path, typer.Argument(help="An index directory.")],
     hashes: Annotated[list[str], typer.Argument(help="Queries as ALGORITHM:HEX, e.g. pdq:f8f8...")],
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="jsonl | csv | table.")
-    ] = OutputFormat.jsonl,
+    output_format: OutputFormatOption = None,
     threshold: Annotated[
         list[str] | None, typer.Option("--threshold", help="ALG=N for this lookup (repeatable).")
     ] = None,
@@ -33,10 +30,11 @@ def lookup_command(
         queries = [_parse_query(text) for text in hashes]
         matcher = Matcher.open(index)
     except (HashmatchError, ValueError) as exc:
-        stderr_console().print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_ERROR) from None
+        print_error(exc)
+        raise typer.Exit(ExitCode.FAILED) from None
     columns = ["query", "matches"]
-    writer = open_writer(output_format, columns, table_title=f"lookup in {index}")
+    fmt = choose_format(output_format, None)
+    writer = open_writer(fmt, columns, table_title=f"lookup in {index}")
     matched = False
     try:
         for text, query in queries:
@@ -45,7 +43,7 @@ def lookup_command(
             writer.write({"query": text, "matches": [m.to_json() for m in matches]})
     finally:
         writer.close()
-    raise typer.Exit(EXIT_MATCH if matched else EXIT_NO_MATCH)
+    raise typer.Exit(ExitCode.FOUND if matched else ExitCode.OK)
 
 
 def _parse_query(text: str) -> tuple[str, Hash]:

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
+from hashmatch.cli.output import OutputFormat
 from hashmatch.errors import HashmatchError
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
 from hashmatch.registry import get_algorithm, resolve_algorithms
 
 __all__ = [
     "DihedralOption",
+    "OutputFormatOption",
     "RecoverOption",
     "TrimBordersOption",
     "parse_algorithms",
@@ -34,6 +36,17 @@ RecoverOption = Annotated[
     ),
 ]
 """The matching switches ``scan`` and ``eval`` share, spelled once."""
+
+OutputFormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table | jsonl | csv | json. [default: table on a terminal, else jsonl]",
+        show_default=False,
+    ),
+]
+"""Every command's output switch (:class:`~hashmatch.cli.output.OutputFormat`)."""
 
 
 def parse_algorithms(

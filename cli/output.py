@@ -21,14 +21,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["OutputFormat", "RecordWriter", "choose_format", "open_writer", "stderr_console"]
+__all__ = [
+    "OutputFormat",
+    "RecordWriter",
+    "choose_format",
+    "open_writer",
+    "print_error",
+    "stderr_console",
+]
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class OutputFormat(str, Enum):
+    """Every command's ``--format``: ``jsonl`` (a JSON object per line, streamed), ``csv``,
+    ``json`` (one JSON document: the records as an array, streamed), ``table`` (for people)."""
+
     jsonl = "jsonl"
     csv = "csv"
+    json = "json"
     table = "table"
 
 
@@ -50,6 +61,12 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def print_error(message: object) -> None:
+    """``error: MESSAGE`` on stderr, the one way every command reports a failure: the prefix
+    styled on a terminal, the message shown as it is (paths and list lines are not markup)."""
+    stderr_console().print(Text.assemble(("error:", "bold red"), " ", _inert_text(str(message))))
+
+
 def open_writer(
     output_format: OutputFormat,
     columns: Sequence[str],
@@ -62,6 +79,8 @@ def open_writer(
     stream = _open_stream(path, append, newline="" if output_format == OutputFormat.csv else None)
     if output_format == OutputFormat.jsonl:
         return _JsonlWriter(stream)
+    if output_format == OutputFormat.json:
+        return _JsonArrayWriter(stream)
     if output_format == OutputFormat.csv:
         return _CsvWriter(stream, columns, write_header=not (append and stream.tell() > 0))
     return _TableWriter(stream, columns, table_title)
@@ -94,6 +113,27 @@ class _JsonlWriter:
     def close(self) -> None:
         if self._stream is not sys.stdout:
             self._stream.close()
+
+
+class _JsonArrayWriter(_JsonlWriter):
+    """The records as one JSON array, written as they come (valid once closed)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._first = True
+        self._stream.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._stream.write("\n" if self._first else ",\n")
+        self._first = False
+        line = json.dumps(record, ensure_ascii=False)
+        self._stream.write(line.encode("utf-8", "backslashreplace").decode("utf-8"))
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.write("\n]\n" if not self._first else "]\n")
+        self._stream.flush()
+        super().close()
 
 
 class _CsvWriter:

@@ -1,7 +1,7 @@
 """``hashmatch scan``: match every image under the given paths against an index.
 
-Exit codes, like ClamAV's: 0 nothing matched, 1 at least one match, 2 errors occurred and
-nothing matched, 130 interrupted (what was done is written, the summary printed).
+Exit codes (:class:`~hashmatch.cli.exit_codes.ExitCode`): 0 nothing matched, 1 at least one
+match, 2 errors occurred and nothing matched, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,21 +15,27 @@ from typing import Annotated, Any
 
 import typer
 
+from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import (
     DihedralOption,
+    OutputFormatOption,
     RecoverOption,
     TrimBordersOption,
     parse_algorithms,
     parse_limits,
     parse_thresholds,
 )
-from hashmatch.cli.output import OutputFormat, choose_format, open_writer, stderr_console
+from hashmatch.cli.output import (
+    OutputFormat,
+    choose_format,
+    open_writer,
+    print_error,
+    stderr_console,
+)
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import HashmatchError, WorkerError
 from hashmatch.parallel import default_workers
 from hashmatch.walking import SkipCount, walk_images
-
-EXIT_CLEAN, EXIT_MATCH, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @dataclass
@@ -51,15 +57,7 @@ def scan_command(
     workers: Annotated[
         int, typer.Option("--workers", "-j", min=1, help="Decoding and hashing processes.")
     ] = default_workers(),
-    output_format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table | jsonl | csv. [default: table on a terminal, else jsonl]",
-            show_default=False,
-        ),
-    ] = None,
+    output_format: OutputFormatOption = None,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write records here.")
     ] = None,
@@ -123,8 +121,8 @@ def scan_command(
     try:
         matcher = Matcher.open(index)
     except HashmatchError as exc:
-        console.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_ERRORS) from None
+        print_error(exc)
+        raise typer.Exit(ExitCode.FAILED) from None
     columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
     writer = open_writer(
         fmt,
@@ -162,17 +160,17 @@ def scan_command(
             writer.close()
     tally.skipped = skips.count
     if stopped is not None:
-        console.print(f"error: {stopped}", markup=False)
+        print_error(stopped)
     ended = "interrupted after" if interrupted else "stopped after" if stopped else "scanned"
     if not quiet or ended != "scanned":
         _summary(console, tally, time.monotonic() - started, ended)
     if interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(ExitCode.INTERRUPTED)
     if stopped is not None:
-        raise typer.Exit(EXIT_ERRORS)
+        raise typer.Exit(ExitCode.FAILED)
     if tally.matched:
-        raise typer.Exit(EXIT_MATCH)
-    raise typer.Exit(EXIT_ERRORS if tally.errors else EXIT_CLEAN)
+        raise typer.Exit(ExitCode.FOUND)
+    raise typer.Exit(ExitCode.FAILED if tally.errors else ExitCode.OK)
 
 
 def _output_plan(

@@ -176,3 +176,37 @@ def test_hash_then_build_then_lookup_round_trip(tmp_path: Path) -> None:
     assert found.exit_code == 1
     matches = [json.loads(line)["matches"][0] for line in found.stdout.splitlines()]
     assert [m["entry_id"].endswith("k1.png") for m in matches] == [True, True]
+
+
+def test_info_and_diff_speak_every_output_format(tmp_path: Path, listing: Path) -> None:
+    index = _build(tmp_path, listing)
+    records = runner.invoke(app, ["index", "info", str(index), "-f", "jsonl"]).stdout
+    (pdq,) = [json.loads(line) for line in records.splitlines()]
+    assert pdq["algorithm"] == "pdq" and pdq["codes"] == 8 and pdq["searched_by"] == "flat"
+    table = runner.invoke(app, ["index", "info", str(index), "-f", "csv"]).stdout.splitlines()
+    assert table[0] == "path,version,algorithm,codes,entries,threshold,searched_by"
+    assert table[1].split(",")[2:] == ["pdq", "8", "8", "31", "flat"]
+    diff = runner.invoke(app, ["index", "diff", str(index), str(index), "-f", "jsonl"]).stdout
+    assert json.loads(diff) == {"algorithm": "pdq", "added": 0, "removed": 0, "unchanged": 8}
+    listed = runner.invoke(app, ["lookup", str(index), f"pdq:{PDQ[0]}", "-f", "json"])
+    assert listed.exit_code == 1
+    assert [record["query"] for record in json.loads(listed.stdout)] == [f"pdq:{PDQ[0]}"]
+    refused = runner.invoke(app, ["index", "info", str(index), "-f", "xml"])
+    assert refused.exit_code == 2 and "xml" in refused.output
+
+
+def test_every_command_reports_errors_the_same_way(tmp_path: Path) -> None:
+    from hashmatch.cli.exit_codes import ExitCode
+
+    missing = str(tmp_path / "nowhere")
+    for command in (
+        ["index", "info", missing],
+        ["index", "diff", missing, missing],
+        ["lookup", missing, f"pdq:{PDQ[0]}"],
+        ["scan", str(tmp_path), "--index", missing],
+        ["index", "build", str(tmp_path / "no-list.csv"), "-o", str(tmp_path / "idx")],
+    ):
+        outcome = runner.invoke(app, command)
+        assert outcome.exit_code == ExitCode.FAILED == 2, (command, outcome.output)
+        assert outcome.stderr.startswith("error: "), (command, outcome.stderr)
+        assert "nowhere" in outcome.stderr or "no-list.csv" in outcome.stderr
