@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -91,7 +91,7 @@ def _open_stream(path: str | None, append: bool, newline: str | None) -> TextIO:
         if newline == "" and isinstance(sys.stdout, io.TextIOWrapper):
             sys.stdout.reconfigure(newline="")
         return sys.stdout
-    mode = "a" if append else "w"
+    mode: Literal["a", "w"] = "a" if append else "w"
     return open(path, mode, encoding="utf-8", errors="surrogateescape", newline=newline)
 
 
@@ -163,7 +163,7 @@ class _TableWriter:
     def __init__(self, stream: TextIO, columns: Sequence[str], title: str | None) -> None:
         self._stream = stream
         self._columns = list(columns)
-        self._rows: list[list[str]] = []
+        self._rows: list[list[Text]] = []
         self._title = title
 
     def write(self, record: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import (
@@ -34,6 +35,7 @@ from hashmatch.cli.output import (
 )
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import HashmatchError, WorkerError
+from hashmatch.index.results import MatchResult
 from hashmatch.parallel import default_workers
 from hashmatch.walking import SkipCount, walk_images
 
@@ -142,7 +144,7 @@ def scan_command(
         entries = (entry for entry in found if entry.path not in done)
         try:
             for result in matcher.match_many(entries, options, workers=workers):
-                record = _record(result.source, result, with_hashes, fmt)
+                record = _record(str(result.source), result, with_hashes, fmt)
                 tally.files += 1
                 tally.matched += result.status == "match"
                 tally.low_quality += result.status == "low_quality"
@@ -211,7 +213,7 @@ def _columns(algorithms: list[str], with_hashes: bool, fmt: OutputFormat) -> lis
     return columns
 
 
-def _record(path: str, result: Any, with_hashes: bool, fmt: OutputFormat) -> dict[str, Any]:
+def _record(path: str, result: MatchResult, with_hashes: bool, fmt: OutputFormat) -> dict[str, Any]:
     """One file's record: ``matches`` as objects (jsonl, csv as JSON) or a summary (table)."""
     matches: Any = [
         {key: value for key, value in m.to_json().items() if key != "variant" or value}
@@ -239,7 +241,7 @@ def _record(path: str, result: Any, with_hashes: bool, fmt: OutputFormat) -> dic
     return record
 
 
-def _summary(console: Any, tally: ScanTally, elapsed: float, head: str) -> None:
+def _summary(console: Console, tally: ScanTally, elapsed: float, head: str) -> None:
     rate = tally.files / elapsed if elapsed > 0 else 0.0
     resumed = f" ({tally.resumed} done earlier)" if tally.resumed else ""
     console.print(

@@ -74,7 +74,7 @@ a hostile file makes them spend time per declared pixel, under a second at this 
 files of these legacy encodings are far smaller."""
 
 try:  # HEIC/HEIF when the optional plugin is installed; AVIF is built into current Pillow.
-    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+    from pillow_heif import register_heif_opener
 
     register_heif_opener()
 except ImportError:  # pragma: no cover - depends on the environment

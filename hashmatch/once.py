@@ -52,7 +52,7 @@ class Once(Generic[Result]):
                     self._done = True
                 finally:
                     self._running = False
-        return self._result  # type: ignore[return-value]
+        return self._result
 
     @property
     def done(self) -> bool:

@@ -187,11 +187,11 @@ class Manifest:
 
     @property
     def algorithms(self) -> dict[str, dict[str, Any]]:
-        return self.data["algorithms"]  # type: ignore[no-any-return]
+        return self.data["algorithms"]
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
-        return self.data["files"]  # type: ignore[no-any-return]
+        return self.data["files"]
 
     def searched_by(self, algorithm: str) -> str:
         """The structure searches of ``algorithm`` use: the recorded kind, except ``flat`` for

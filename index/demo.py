@@ -46,7 +46,7 @@ def run_demo(directory: Path) -> tuple[Path, list[DemoRow]]:
     matcher = Matcher.open(index)
     by_path = {str(upload.path): upload for upload in world.uploads}
     rows = [
-        DemoRow(by_path[result.source], result)
+        DemoRow(by_path[str(result.source)], result)
         for result in matcher.match_many([str(u.path) for u in world.uploads])
     ]
     return index, rows

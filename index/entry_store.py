@@ -225,7 +225,7 @@ def _next_records(records_queue: Any, builder: int) -> list[Record] | None:
     """
     while True:
         try:
-            return records_queue.get(timeout=1.0)  # type: ignore[no-any-return]
+            return records_queue.get(timeout=1.0)
         except queue.Empty:
             if os.getpid() != builder and os.getppid() != builder:
                 raise _BuilderGone from None

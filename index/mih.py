@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -71,10 +73,10 @@ class MihLayout:
         }
 
     @classmethod
-    def from_json(cls, bits: int, data: dict[str, object]) -> MihLayout:
-        substrings = tuple((int(a), int(b)) for a, b in data["substrings"])  # type: ignore[union-attr]
-        lighter = int(data.get("lighter", 0))  # type: ignore[call-overload]
-        return cls(bits, substrings, int(data["flips"]), lighter)  # type: ignore[call-overload]
+    def from_json(cls, bits: int, data: Mapping[str, Any]) -> MihLayout:
+        """The layout a manifest records (values checked by the caller's integrity checks)."""
+        substrings = tuple((int(a), int(b)) for a, b in data["substrings"])
+        return cls(bits, substrings, int(data["flips"]), int(data.get("lighter", 0)))
 
 
 def _probe_count(length: int, flips: int) -> int:

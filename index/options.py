@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from hashmatch.batch import HashJob
 from hashmatch.errors import OptionError
@@ -73,19 +73,13 @@ class MatchOptions:
 
     def with_switches(self, **switches: Unpack[MatchSwitches]) -> MatchOptions:
         """These options with some switches changed (checked like new ones)."""
-        unknown = set(switches) - _SWITCHES
-        if unknown:
-            raise OptionError(
-                f"unknown matching option {sorted(unknown)[0]!r}"
-                f" (known: {', '.join(sorted(_SWITCHES))})"
-            )
-        return dataclasses.replace(self, **switches)  # type: ignore[arg-type]
+        return match_options(self, switches)
 
 
 class MatchSwitches(TypedDict, total=False):
     """The fields of :class:`MatchOptions` as keyword arguments (the library's shim)."""
 
-    algorithms: Iterable[str] | None
+    algorithms: Sequence[str] | None
     thresholds: Mapping[str, int] | None
     dihedral: bool
     trim_borders: bool
@@ -98,17 +92,24 @@ class MatchSwitches(TypedDict, total=False):
 _SWITCHES = frozenset(MatchSwitches.__annotations__)
 
 
-def match_options(options: MatchOptions | None, switches: Mapping[str, object]) -> MatchOptions:
-    """``options`` (or the defaults) with the keyword ``switches`` a call was given."""
+def match_options(options: MatchOptions | None, switches: Mapping[str, Any]) -> MatchOptions:
+    """``options`` (or the defaults) with the keyword ``switches`` a call was given; an
+    unknown switch raises OptionError naming it (a typo must not be silently ignored)."""
     base = options if options is not None else _DEFAULTS
     if not isinstance(base, MatchOptions):
         raise OptionError(f"options must be MatchOptions, got {type(base).__name__}")
     if not switches:
         return base
+    unknown = set(switches) - _SWITCHES
+    if unknown:
+        raise OptionError(
+            f"unknown matching option {sorted(unknown)[0]!r}"
+            f" (known: {', '.join(sorted(_SWITCHES))})"
+        )
     values = dict(switches)
-    if "thresholds" in values and values["thresholds"] is None:
+    if values.get("thresholds", {}) is None:
         values["thresholds"] = {}
-    return base.with_switches(**values)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **values)
 
 
 _DEFAULTS = MatchOptions()

@@ -62,7 +62,7 @@ class MatchResult:
     width: int | None = None
     height: int | None = None
     index_version: str | None = None
-    source: Any = None
+    source: str | int | None = None
     """What was matched, as given to :meth:`Matcher.match_many` (a path, or the position of
     bytes/file/PIL sources); None from :meth:`Matcher.match`."""
     exception: BaseException | None = field(default=None, compare=False, repr=False)

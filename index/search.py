@@ -10,7 +10,7 @@ Every searcher returns all codes within the radius: there is no approximate mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -41,6 +41,8 @@ SearchHits = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays: query row, code number, distance."""
 
 _EMPTY = np.empty(0, dtype=np.int64)
+_hamming_range_search: Callable[..., None] = faiss.__dict__["hamming_range_search"]
+"""faiss's exact Hamming range scan over raw codes (missing from faiss's type stubs)."""
 
 
 class CodeSearcher(Protocol):
@@ -79,7 +81,7 @@ class FlatSearcher:
         if len(self.codes) == 0 or len(queries) == 0:
             return _EMPTY, _EMPTY, _EMPTY
         result = faiss.RangeSearchResult(len(queries))
-        faiss.hamming_range_search(  # distance < radius + 1, i.e. <= radius
+        _hamming_range_search(  # distance < radius + 1, i.e. <= radius
             faiss.swig_ptr(queries),
             faiss.swig_ptr(self.codes),
             len(queries),

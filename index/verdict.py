@@ -16,7 +16,6 @@ Algorithms' roles (quality floor, confirming others, dihedral variants) are fiel
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -212,7 +211,7 @@ def verdict(
     outcome: HashOutcome,
     thresholds: Mapping[str, int],
     dihedral: bool,
-    source: Any = None,
+    source: str | int | None = None,
 ) -> MatchResult:
     """Status and matches for one hashed image, every lookup on the one version given."""
     result = outcome.result

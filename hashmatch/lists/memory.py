@@ -77,24 +77,25 @@ class EntryListReader(ListReading):
         return self._checksum.hexdigest()
 
 
-_Fields = tuple[str | None, str, str | None, str | None, str | None, dict | None]
+_Fields = tuple[str | None, str, str | None, str | None, str | None, dict[str, str] | None]
 
 
 def _fields(item: object) -> _Fields | str:
     """An entry's columns, or what is wrong with its shape (never quoting the hash)."""
+    extra: dict[str, str] | None = None
     if isinstance(item, ListEntry):
-        value: object = item.hash
         algorithm: object = item.algorithm
-        rest: tuple[object, ...] = (item.list, item.entry_id, item.label)
-        extra: dict | None = dict(item.metadata) or None
+        value: object = item.hash
+        rest: list[object] = [item.list, item.entry_id, item.label]
+        extra = dict(item.metadata) or None
     elif isinstance(item, tuple) and 2 <= len(item) <= 5:
-        algorithm, value, *more = item
-        rest = (*more, *([None] * (3 - len(more))))
-        extra = None
+        algorithm, value, *rest = item
+        rest += [None] * (3 - len(rest))
     else:
+        shape = f" of {len(item)}" if isinstance(item, tuple) else ""
         return (
             "expected a ListEntry or (algorithm, hash, list, id, label),"
-            f" got {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, tuple) else "")
+            f" got {type(item).__name__}{shape}"
         )
     if algorithm is not None and not isinstance(algorithm, str):
         return f"the algorithm must be a name, got {type(algorithm).__name__}"
@@ -104,11 +105,12 @@ def _fields(item: object) -> _Fields | str:
         value = value.hex
     if not isinstance(value, str):
         return f"the hash must be a Hash or hex text, got {type(value).__name__}"
+    texts: list[str | None] = []
     for name, field in zip(("list", "id", "label"), rest, strict=True):
         if field is not None and not isinstance(field, str):
             return f"the {name} must be text, got {type(field).__name__}"
-    list_name, entry_id, label = rest
-    return algorithm, value.strip(), list_name, entry_id, label, extra  # type: ignore[return-value]
+        texts.append(field)
+    return algorithm, value.strip(), texts[0], texts[1], texts[2], extra
 
 
 def _canonical(fields: _Fields) -> bytes:

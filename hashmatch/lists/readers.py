@@ -282,7 +282,7 @@ def _add_mapping(batch: RowBatch, number: int, record: dict[str, str | None]) ->
         if name is not None:
             fields[name] = value.strip() if isinstance(value, str) else value
         elif value not in (None, ""):
-            extra[key] = value  # type: ignore[assignment]
+            extra[key] = value
     value = fields.get("hash") or ""
     if not value:
         batch.reject(number, "missing hash", "missing hash")

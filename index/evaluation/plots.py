@@ -58,7 +58,7 @@ def _recall_bars(pyplot: Any, result: EvalResult, directory: Path) -> Path:
 
 
 def _distance_histograms(pyplot: Any, result: EvalResult, algorithm: str, directory: Path) -> Path:
-    true = sum(score.histogram for score in result.scores[algorithm].values())
+    true = np.sum([score.histogram for score in result.scores[algorithm].values()], axis=0)
     false = result.false_histograms[algorithm]
     distances = np.arange(len(true))
     figure, axes = pyplot.subplots(figsize=(8, 4))

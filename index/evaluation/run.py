@@ -180,13 +180,19 @@ def evaluate(
                 for name in options.transforms
             ]
             matched = steps.counted(matcher.match_many(edits, calls, workers=options.workers))
-            results = {int(result.source): result for result in matched}
+            results = {_position(result): result for result in matched}
             verdicts = [
                 [results[n * len(options.transforms) + t] for t in range(len(options.transforms))]
                 for n in range(len(known))
             ]
             bits = {a.name: a.bits for a in specs}
             return _score(matcher, calls, known, others, verdicts, failed, bits, options)
+
+
+def _position(result: MatchResult) -> int:
+    """Where an edit was in the stream ``match_many`` matched (deferred sources are named so)."""
+    assert isinstance(result.source, int)
+    return result.source
 
 
 def _hashed(paths: list[str], outcomes: list[HashOutcome]) -> Iterator[tuple[str, HashOutcome]]:
@@ -273,20 +279,20 @@ def _score(
     false_histograms = {a: np.zeros(bits[a] + 1, np.int64) for a in algorithms}
     false_matches = dict.fromkeys(algorithms, 0)
     pairs = 0
-    queries = [(str(item.number), item.query) for item in known]
+    queries: list[tuple[str | None, HashResult]] = [(str(i.number), i.query) for i in known]
     queries += [(None, outcome.result) for _, outcome in others if outcome.result is not None]
-    for number, (own_id, query) in enumerate(queries):
+    for number, (query_id, query) in enumerate(queries):
         for match in matcher.verdict(query, calls).matches:
-            if match.entry_id != own_id:
+            if match.entry_id != query_id:
                 false_matches[match.algorithm] += 1
         for algorithm in algorithms:
             distances = nearest_distances(
                 query_codes(query, algorithm, dihedral), stored[algorithm]
             )
-            if own_id is not None:
+            if query_id is not None:
                 distances = np.delete(distances, number)
             false_histograms[algorithm] += np.bincount(distances, minlength=bits[algorithm] + 1)
-        pairs += len(known) - (own_id is not None)
+        pairs += len(known) - (query_id is not None)
     thresholds = {a: matcher.threshold(a, _LIST_NAME) for a in algorithms}
     return EvalResult(
         [item.path for item in known],
