@@ -14,16 +14,18 @@ from rich.table import Table
 
 from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import (
+    DEFAULT_WORKERS,
     DihedralOption,
     RecoverOption,
+    ThresholdOption,
     TrimBordersOption,
+    WorkersOption,
     parse_algorithms,
     parse_thresholds,
 )
 from hashmatch.cli.output import print_error, stderr_console
 from hashmatch.cli.progress import BatchProgress
 from hashmatch.errors import HashmatchError
-from hashmatch.parallel import default_workers
 from hashmatch.walking import walk_images
 
 if TYPE_CHECKING:
@@ -69,15 +71,11 @@ def eval_command(
             "--distractors", help="Unrelated images: more false-positive pairs (repeatable)."
         ),
     ] = None,
-    threshold: Annotated[
-        list[str] | None, typer.Option("--threshold", help="ALG=N instead of the default.")
-    ] = None,
+    threshold: ThresholdOption = None,
     dihedral: DihedralOption = True,
     trim_borders: TrimBordersOption = True,
     recover: RecoverOption = True,
-    workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Hashing processes.")
-    ] = default_workers(),
+    workers: WorkersOption = DEFAULT_WORKERS,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Measure recall per transform and false positives; write report.md, results.json, plots.

@@ -9,11 +9,16 @@ import typer
 
 from hashmatch.batch import HashJob, HashOutcome, hash_files
 from hashmatch.cli.exit_codes import ExitCode
-from hashmatch.cli.options import OutputFormatOption, parse_algorithms, parse_limits
+from hashmatch.cli.options import (
+    DEFAULT_WORKERS,
+    OutputFormatOption,
+    WorkersOption,
+    parse_algorithms,
+    parse_limits,
+)
 from hashmatch.cli.output import choose_format, open_writer, print_error, stderr_console
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import WorkerError
-from hashmatch.parallel import default_workers
 from hashmatch.registry import get_algorithm
 from hashmatch.walking import SkipCount, walk_images
 
@@ -44,9 +49,7 @@ def hash_command(
         bool,
         typer.Option("--exact", help="Hash full-resolution pixels (slower; fast drifts 0-2 bits)."),
     ] = False,
-    workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Processes decoding and hashing.")
-    ] = default_workers(),
+    workers: WorkersOption = DEFAULT_WORKERS,
     follow_symlinks: Annotated[
         bool,
         typer.Option("--follow-symlinks", help="Follow symbolic links found inside directories."),

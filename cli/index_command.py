@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from hashmatch.cli.exit_codes import ExitCode
-from hashmatch.cli.options import OutputFormatOption, parse_thresholds
+from hashmatch.cli.options import OutputFormatOption, ThresholdOption, parse_thresholds
 from hashmatch.cli.output import OutputFormat, open_writer, print_error, stderr_console
 from hashmatch.errors import HashmatchError
 from hashmatch.index.build import BuildOptions, ListSource, build_index
@@ -50,9 +50,7 @@ def build_command(
     list_format: Annotated[
         str, typer.Option("--list-format", help=f"auto | {' | '.join(LIST_FORMATS)}.")
     ] = "auto",
-    threshold: Annotated[
-        list[str] | None, typer.Option("--threshold", help="ALG=N, e.g. pdq=28 (repeatable).")
-    ] = None,
+    threshold: ThresholdOption = None,
     strict: Annotated[
         bool | None, typer.Option("--strict/--lenient", help="Fail on the first bad line.")
     ] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hashmatch.cli.exit_codes import ExitCode
-from hashmatch.cli.options import OutputFormatOption, parse_thresholds
+from hashmatch.cli.options import OutputFormatOption, ThresholdOption, parse_thresholds
 from hashmatch.cli.output import choose_format, open_writer, print_error
 from hashmatch.errors import HashmatchError
 from hashmatch.hashes import Hash
@@ -18,9 +18,7 @@ def lookup_command(
     index: Annotated[Path, typer.Argument(help="An index directory.")],
     hashes: Annotated[list[str], typer.Argument(help="Queries as ALGORITHM:HEX, e.g. pdq:f8f8...")],
     output_format: OutputFormatOption = None,
-    threshold: Annotated[
-        list[str] | None, typer.Option("--threshold", help="ALG=N for this lookup (repeatable).")
-    ] = None,
+    threshold: ThresholdOption = None,
 ) -> None:
     """Look hashes up in an index (exit 1 if anything matched, 0 if not, 2 on error)."""
     from hashmatch.index.matcher import Matcher

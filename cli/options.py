@@ -9,11 +9,15 @@ import typer
 from hashmatch.cli.output import OutputFormat
 from hashmatch.errors import HashmatchError
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
+from hashmatch.parallel import default_workers
 from hashmatch.registry import get_algorithm, resolve_algorithms
 
 __all__ = [
+    "DEFAULT_WORKERS",
     "DihedralOption",
     "OutputFormatOption",
+    "ThresholdOption",
+    "WorkersOption",
     "RecoverOption",
     "TrimBordersOption",
     "parse_algorithms",
@@ -36,6 +40,16 @@ RecoverOption = Annotated[
     ),
 ]
 """The matching switches ``scan`` and ``eval`` share, spelled once."""
+
+ThresholdOption = Annotated[
+    list[str] | None,
+    typer.Option("--threshold", help="ALG=N, e.g. pdq=28, overriding the default (repeatable)."),
+]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", "-j", min=1, help="Processes decoding and hashing.")
+]
+DEFAULT_WORKERS = default_workers()
+"""The cores this process may use: every command's default for ``--workers``."""
 
 OutputFormatOption = Annotated[
     OutputFormat | None,

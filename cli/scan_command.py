@@ -18,10 +18,13 @@ from rich.console import Console
 
 from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import (
+    DEFAULT_WORKERS,
     DihedralOption,
     OutputFormatOption,
     RecoverOption,
+    ThresholdOption,
     TrimBordersOption,
+    WorkersOption,
     parse_algorithms,
     parse_limits,
     parse_thresholds,
@@ -36,7 +39,6 @@ from hashmatch.cli.output import (
 from hashmatch.cli.progress import BatchProgress, discover_in_background
 from hashmatch.errors import HashmatchError, WorkerError
 from hashmatch.index.results import MatchResult
-from hashmatch.parallel import default_workers
 from hashmatch.walking import SkipCount, walk_images
 
 
@@ -56,9 +58,7 @@ def scan_command(
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")
     ] = False,
-    workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Decoding and hashing processes.")
-    ] = default_workers(),
+    workers: WorkersOption = DEFAULT_WORKERS,
     output_format: OutputFormatOption = None,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write records here.")
@@ -67,9 +67,7 @@ def scan_command(
         list[str] | None,
         typer.Option("-a", "--algorithms", help="Algorithms to match [default: all in the index]."),
     ] = None,
-    threshold: Annotated[
-        list[str] | None, typer.Option("--threshold", help="ALG=N for this scan (repeatable).")
-    ] = None,
+    threshold: ThresholdOption = None,
     dihedral: DihedralOption = True,
     trim_borders: TrimBordersOption = True,
     recover: RecoverOption = True,
