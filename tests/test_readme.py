@@ -39,3 +39,20 @@ def test_pipeline_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
         assert allow_upload(b"not an image") is True
     finally:
         namespace["matcher"].close()
+
+
+def test_build_from_memory_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    feed = SyntheticEntry("pdq", hash_image(synthetic_photo(72))["pdq"].hex, "feed-1")
+    write_list(tmp_path / "clearinghouse.csv", [feed], "csv")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_block_after("### 6. Build an index"), "README.md", "exec"), {})
+    assert "moderators" in capsys.readouterr().out
+    from hashmatch import Matcher
+
+    with Matcher.open(tmp_path / "index") as matcher:
+        case = matcher.lookup({"md5": "0a1b2c3d4e5f60718293a4b5c6d7e8f9"})
+        assert [(m.list, m.entry_id, m.label) for m in case] == [
+            ("moderators", "case-1", "reviewed")
+        ]
+        assert matcher.threshold("pdq") == 28
+        assert [m.entry_id for m in matcher.match(synthetic_photo(72)).matches] == ["feed-1"]
