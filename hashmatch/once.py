@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -34,29 +33,29 @@ class Once(Generic[Result]):
     def __init__(self, function: Callable[[], Result]) -> None:
         self._function = function
         self._lock = threading.RLock()
-        self._done = False
         self._running = False
-        self._result: Result | None = None
+        self._result: list[Result] = []
+        """Empty until the first call has returned; appended to once, so a reader that sees
+        it filled sees the whole result."""
         functools.update_wrapper(self, function)
 
     def __call__(self) -> Result:
-        if self._done:  # set only after the result is stored: a reader never sees it early
-            return self._result  # type: ignore[return-value]
+        if self._result:
+            return self._result[0]
         with self._lock:
-            if not self._done:
+            if not self._result:
                 if self._running:
                     raise RuntimeError(f"{self._function.__qualname__} re-entered itself")
                 self._running = True
                 try:
-                    self._result = self._function()
-                    self._done = True
+                    self._result.append(self._function())
                 finally:
                     self._running = False
-        return self._result
+        return self._result[0]
 
     @property
     def done(self) -> bool:
-        return self._done
+        return bool(self._result)
 
 
 def once(function: Callable[[], Result]) -> Once[Result]:
@@ -71,26 +70,29 @@ def shared_table(
 
     Unlike ``functools.lru_cache``, concurrent first calls for the same arguments build the
     table once (the others wait), and numpy arrays in the result are made read-only, so no
-    caller can change a table every other caller reads. The least recently used of more than
-    ``maxsize`` tables is dropped.
+    caller can change a table every other caller reads. A hit takes no lock (a dict read is
+    atomic): multi-index search asks for its flip masks eleven times a query. Beyond
+    ``maxsize`` tables the oldest is dropped.
     """
 
     def decorate(function: Callable[Parameters, Result]) -> Callable[Parameters, Result]:
-        tables: OrderedDict[Hashable, Result] = OrderedDict()
+        tables: dict[Hashable, Result] = {}
         lock = threading.Lock()
 
         @functools.wraps(function)
         def cached(*args: Parameters.args, **kwargs: Parameters.kwargs) -> Result:
-            key = (args, tuple(sorted(kwargs.items())))
+            key = (args, tuple(sorted(kwargs.items()))) if kwargs else args
+            try:
+                return tables[key]
+            except KeyError:
+                pass
             with lock:  # building a table takes microseconds to milliseconds: others wait
-                if key in tables:
-                    tables.move_to_end(key)
-                    return tables[key]
-                table = _read_only(function(*args, **kwargs))
-                tables[key] = table
-                if len(tables) > maxsize:
-                    tables.popitem(last=False)
-                return table
+                if key not in tables:
+                    table = _read_only(function(*args, **kwargs))
+                    if len(tables) >= maxsize:
+                        del tables[next(iter(tables))]  # the oldest (dicts keep order)
+                    tables[key] = table
+                return tables[key]
 
         return cached
 

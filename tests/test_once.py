@@ -93,7 +93,7 @@ def test_shared_table_builds_each_table_once_and_hands_out_read_only_arrays() ->
         second[0] = 99
 
 
-def test_shared_table_drops_the_least_recently_used_beyond_its_size() -> None:
+def test_shared_table_drops_the_oldest_beyond_its_size() -> None:
     built: list[int] = []
 
     @shared_table(maxsize=2)
@@ -101,7 +101,7 @@ def test_shared_table_drops_the_least_recently_used_beyond_its_size() -> None:
         built.append(size)
         return np.zeros(size)
 
-    table(1), table(2), table(1), table(3)  # 2 is now the least recently used: dropped
-    table(1)
+    table(1), table(2), table(1), table(3)  # 1 is the oldest: dropped
     table(2)
-    assert built == [1, 2, 3, 2]
+    table(1)
+    assert built == [1, 2, 3, 1]
