@@ -31,7 +31,6 @@ __all__ = [
     "HashJob",
     "HashOutcome",
     "crashed_outcome",
-    "describe_error",
     "failed_outcome",
     "hash_file",
     "hash_files",
@@ -113,11 +112,6 @@ def failed_outcome(path: str | None, exc: BaseException) -> HashOutcome:
     """The outcome of a file whose hashing raised ``exc``."""
     kind, message = _kind_and_message(exc)
     return HashOutcome(path, None, kind, message, exc)
-
-
-def describe_error(exc: BaseException) -> str:
-    """``kind: message`` for reports, without the path (records carry it separately)."""
-    return "{}: {}".format(*_kind_and_message(exc))
 
 
 def _kind_and_message(exc: BaseException) -> tuple[str, str]:
