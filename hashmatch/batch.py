@@ -133,8 +133,12 @@ def _picklable(value: object) -> bool:
 def crashed_outcome(
     source: ImageSource | WalkEntry | DeferredSource, crash: WorkerCrash
 ) -> HashOutcome:
-    """The outcome of a file that killed the worker processes hashing it."""
-    return HashOutcome(_path_of(source), None, "crashed", str(crash))
+    """The outcome of a file that killed the worker processes hashing it (or that ran past its
+    time limit in code the worker's timer could not interrupt, so the pool killed it)."""
+    path = _path_of(source)
+    if crash.overran is not None:
+        return failed_outcome(path, ImageTimeoutError(path or "<image>", str(crash)))
+    return HashOutcome(path, None, "crashed", str(crash))
 
 
 def _path_of(source: ImageSource | WalkEntry | DeferredSource) -> str | None:
@@ -197,4 +201,11 @@ def hash_files(
     raise :class:`~hashmatch.WorkerError`.
     """
     tasks = ((item, job) for item in items)
-    return parallel_map(_hash_task, tasks, workers=workers, ordered=ordered, crashed=_crashed_task)
+    return parallel_map(
+        _hash_task,
+        tasks,
+        workers=workers,
+        ordered=ordered,
+        crashed=_crashed_task,
+        time_limit=job.time_limit,
+    )

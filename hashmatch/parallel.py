@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,7 @@ from hashmatch.registry import plugin_modules
 __all__ = [
     "ATTEMPTS_PER_ITEM",
     "IN_FLIGHT_PER_WORKER",
+    "OVERRUN_GRACE",
     "WorkerCrash",
     "default_workers",
     "parallel_map",
@@ -55,6 +57,8 @@ _PREFETCH_BYTES = 32 * 1024
 """A busy worker is sent its next task only if it fits in the pipe's buffer (64 KiB on
 Linux), so sending never waits for a worker to finish; bigger ones (image bytes) wait."""
 _STOP_TIMEOUT = 5.0
+OVERRUN_GRACE = 1.0
+"""How long past its time limit a worker may stay on one item before the pool kills it."""
 
 
 def default_workers() -> int:
@@ -71,8 +75,13 @@ class WorkerCrash:
 
     causes: tuple[str, ...]
     """One per attempt, e.g. ``killed by signal 9 (SIGKILL)`` or ``exited with code 3``."""
+    overran: float | None = None
+    """Set when the pool killed the worker itself: the item ran past this many seconds (the
+    caller's time limit, which the worker's own timer could not enforce)."""
 
     def __str__(self) -> str:
+        if self.overran is not None:
+            return f"took longer than {self.overran:g} s"
         if len(set(self.causes)) == 1 and len(self.causes) > 1:
             return f"worker process {self.causes[0]} while on this file, {len(self.causes)} times"
         return "worker process " + ", then ".join(self.causes) + " while on this file"
@@ -85,19 +94,23 @@ def parallel_map(
     workers: int,
     crashed: Callable[[Item, WorkerCrash], Result],
     ordered: bool = False,
+    time_limit: float | None = None,
 ) -> Iterator[Result]:
     """Yield ``function(item)`` for every item, as they finish or, if ``ordered``, in input order.
 
     ``function`` must be a module-level function and must not raise for bad input (return an
     error value instead): an exception from it is a bug and propagates. An item that kills
-    the worker running it, twice, yields ``crashed(item, crash)`` instead. With ``workers``
-    <= 1 everything runs here, in this process (a crash then ends this process).
+    the worker running it, twice, yields ``crashed(item, crash)`` instead. ``time_limit``
+    (seconds) is the last resort behind a worker's own timer: a worker still on one item
+    :data:`OVERRUN_GRACE` seconds after it is killed, and the item yields ``crashed`` with
+    ``crash.overran`` set (a decoder stuck in C code never lets the timer's signal run). With
+    ``workers`` <= 1 everything runs here, in this process (a crash then ends this process).
     """
     if workers <= 1:
         for item in items:
             yield function(item)
         return
-    pool = _Pool(function, workers)
+    pool = _Pool(function, workers, time_limit)
     try:
         yield from pool.run(iter(items), crashed, ordered)
     finally:
@@ -118,14 +131,22 @@ class _Worker:
     connection: Connection
     ready: bool = False
     tasks: deque[_Task[Any]] = field(default_factory=deque)
+    started: float = 0.0
+    """When it began its current task (the first of ``tasks``), by the monotonic clock."""
+    overran: bool = False
+    """Killed by the pool for running past the time limit."""
 
 
 class _Pool(Generic[Item, Result]):
     """The parent's side: workers, their tasks in order, and the retry queue."""
 
-    def __init__(self, function: Callable[[Item], Result], size: int) -> None:
+    def __init__(
+        self, function: Callable[[Item], Result], size: int, time_limit: float | None = None
+    ) -> None:
         self._function = function
         self._size = size
+        self._time_limit = time_limit or None
+        self._deadline = self._time_limit + OVERRUN_GRACE if self._time_limit else None
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._retry: deque[_Task[Item]] = deque()
@@ -209,6 +230,8 @@ class _Pool(Generic[Item, Result]):
             worker.connection.send_bytes(task.payload)
         except OSError:  # it died: the wait notices; this task goes back to the queue
             return False
+        if not worker.tasks:
+            worker.started = time.monotonic()
         worker.tasks.append(task)
         return True
 
@@ -220,16 +243,36 @@ class _Pool(Generic[Item, Result]):
             waitables[worker.process.sentinel] = worker
         settled: list[tuple[int, Result]] = []
         dead: list[_Worker] = []
-        for ready in wait(list(waitables)):
+        for ready in wait(list(waitables), timeout=self._next_overrun()):
             worker = waitables[ready]
             alive = ready is worker.connection and self._receive(worker, settled)
             if not alive and worker not in dead:
                 dead.append(worker)
+        self._kill_overrunning(dead)
         for worker in dead:
             while self._receive(worker, settled, block=False):
                 pass  # results it sent before dying still count
             settled.extend(self._bury(worker, crashed))
         return settled
+
+    def _next_overrun(self) -> float | None:
+        """Seconds until the first busy worker runs out of time (None: no time limit)."""
+        if self._deadline is None:
+            return None
+        busy = [worker.started for worker in self._workers if worker.tasks]
+        if not busy:
+            return None
+        return max(0.0, min(busy) + self._deadline - time.monotonic())
+
+    def _kill_overrunning(self, dead: list[_Worker]) -> None:
+        if self._deadline is None:
+            return
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.tasks and now - worker.started >= self._deadline and worker not in dead:
+                worker.process.kill()
+                worker.overran = True
+                dead.append(worker)
 
     def _receive(
         self, worker: _Worker, settled: list[tuple[int, Result]], *, block: bool = True
@@ -250,6 +293,7 @@ class _Pool(Generic[Item, Result]):
             raise value
         task = worker.tasks.popleft()
         assert task.number == number, "a worker answered out of order"
+        worker.started = time.monotonic()  # it goes on to its next task now
         self._deaths_in_a_row = 0
         settled.append((number, value))
         return True
@@ -270,6 +314,10 @@ class _Pool(Generic[Item, Result]):
                     f"worker processes fail to start ({cause}, {self._failed_starts_in_a_row}"
                     " times in a row); their error is printed above"
                 )
+        elif worker.overran and worker.tasks:  # not a crash: no retry, no count toward stopping
+            current = worker.tasks.popleft()
+            crash = WorkerCrash((cause,), overran=self._time_limit)
+            given_up.append((current.number, crashed(current.item, crash)))
         elif worker.tasks:
             self._deaths_in_a_row += 1
             current = worker.tasks.popleft()

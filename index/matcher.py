@@ -221,7 +221,13 @@ class Matcher:
                 # the source travels to the worker; its hashes travel back
                 yield number, source, jobs[key]
 
-        hashed = parallel_map(_hash_task, tasks(), workers=workers, crashed=_crashed_task)
+        hashed = parallel_map(
+            _hash_task,
+            tasks(),
+            workers=workers,
+            crashed=_crashed_task,
+            time_limit=options.time_limit,
+        )
         for number, outcome in hashed:
             label, snapshot = in_flight.pop(number)
             # the workers have the cores: this thread's searches take no more than one

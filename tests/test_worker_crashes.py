@@ -257,3 +257,21 @@ def test_leaving_the_pool_early_stops_a_worker_stuck_on_a_file(
     results.close()  # what Ctrl-C in the consumer does: the pool's finally stops the workers
     with pytest.raises(ProcessLookupError):
         os.kill(stuck, 0)
+
+
+def test_a_file_stuck_where_the_timer_cannot_reach_is_stopped_by_the_pool(
+    index: Path, tmp_path: Path
+) -> None:
+    """A decoder stuck in C code never lets the time limit's signal run; the pool kills that
+    worker one second past the limit, and the file is a timeout, not a crash."""
+    names = ["a.png", "stuck-b.png", "c.png", "stuck-d.png", "e.png"]
+    _photos(tmp_path / "up", names)
+    options = ["-a", "pdq,faulty", "-j", "2", "--time-limit", "2"]
+    done = _run(tmp_path, "scan", str(tmp_path / "up"), "-i", str(index), *options)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    records = _records(done.stdout)
+    assert sorted(records) == sorted(names)
+    for name in ("stuck-b.png", "stuck-d.png"):
+        assert records[name]["error"] == "timeout: took longer than 2 s"
+    assert {records[name]["status"] for name in ("a.png", "c.png", "e.png")} == {"match"}
