@@ -7,7 +7,6 @@ This is what ``hashmatch hash`` runs; other batch jobs (scans, index builds from
 from __future__ import annotations
 
 import os
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from hashmatch.errors import (
 )
 from hashmatch.hashing import HashResult, hash_image
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits, ImageSource
-from hashmatch.parallel import WorkerCrash, parallel_map
+from hashmatch.parallel import WorkerCrash, parallel_map, picklable
 from hashmatch.registry import DEFAULT_ALGORITHMS, resolve_algorithms
 from hashmatch.walking import WalkEntry
 
@@ -100,7 +99,7 @@ class HashOutcome:
     def __getstate__(self) -> dict[str, object]:
         """What crosses a process boundary: the exception only if it survives pickling."""
         state = dict(self.__dict__)
-        if state["exception"] is not None and not _picklable(state["exception"]):
+        if state["exception"] is not None and not picklable(state["exception"]):
             state["exception"] = None
         return state
 
@@ -120,14 +119,6 @@ def _kind_and_message(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, HashmatchError):
         return "error", str(exc)
     return "internal", f"{type(exc).__name__}: {exc}"
-
-
-def _picklable(value: object) -> bool:
-    try:
-        pickle.dumps(value)
-    except Exception:
-        return False
-    return True
 
 
 def crashed_outcome(

@@ -44,6 +44,7 @@ __all__ = [
     "WorkerCrash",
     "default_workers",
     "parallel_map",
+    "picklable",
 ]
 
 Item = TypeVar("Item")
@@ -379,16 +380,18 @@ def _worker_main(
         try:
             answer = pickle.dumps(("done", number, function(item)), pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # a bug in function: the parent re-raises it
-            answer = pickle.dumps(("bug", number, _picklable(exc)))
+            sent = exc if picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
+            answer = pickle.dumps(("bug", number, sent))
         connection.send_bytes(answer)
 
 
-def _picklable(exc: BaseException) -> BaseException:
+def picklable(value: object) -> bool:
+    """Whether ``value`` can cross to another process (exceptions often cannot)."""
     try:
-        pickle.dumps(exc)
-        return exc
+        pickle.dumps(value)
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 def _describe_exit(code: int | None) -> str:

@@ -162,7 +162,7 @@ def evaluate(
     failed = {str(o.path): str(o.error) for o in outcomes if o.result is None}
     known = [
         _Known(n, path, outcome.result)
-        for n, (path, outcome) in enumerate(_hashed(known_paths, outcomes))
+        for n, (path, outcome) in enumerate(_hashed(known_paths, outcomes[: len(known_paths)]))
         if outcome.result is not None
     ]
     others = list(_hashed(other_paths, outcomes[len(known_paths) :]))
@@ -196,7 +196,7 @@ def _position(result: MatchResult) -> int:
 
 
 def _hashed(paths: list[str], outcomes: list[HashOutcome]) -> Iterator[tuple[str, HashOutcome]]:
-    for path, outcome in zip(paths, outcomes, strict=False):
+    for path, outcome in zip(paths, outcomes, strict=True):
         if outcome.result is not None:
             yield path, outcome
 
