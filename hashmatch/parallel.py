@@ -142,7 +142,13 @@ class _Pool(Generic[Item, Result]):
     """The parent's side: workers, their tasks in order, and the retry queue."""
 
     def __init__(
-        self, function: Callable[[Item], Result], size: int, time_limit: float | None = None
+        self,
+        function: Callable[[Item], Result],
+        size: int,
+        time_limit: float | None = None,
+        *,
+        give_up_on_deaths: bool = True,
+        prefetch: bool = True,
     ) -> None:
         self._function = function
         self._size = size
@@ -153,8 +159,12 @@ class _Pool(Generic[Item, Result]):
         self._retry: deque[_Task[Item]] = deque()
         self._deaths_in_a_row = 0
         self._failed_starts_in_a_row = 0
-        self._death_limit = 4 + 2 * size
-        """Deaths with no item finished in between after which the run is given up."""
+        self._prefetch = prefetch
+        """Queue a small task behind a busy worker's current one (batch throughput); off,
+        tasks wait for an idle worker (a service: no request waits behind a slow one)."""
+        self._death_limit = 4 + 2 * size if give_up_on_deaths else None
+        """Deaths with no item finished in between after which the run is given up (None: a
+        long-lived pool, where each item is judged on its own)."""
         for _ in range(size):
             self._start_worker()
 
@@ -222,7 +232,7 @@ class _Pool(Generic[Item, Result]):
         """Send ``task`` to the least busy ready worker that can take it now."""
         candidates = [worker for worker in self._workers if worker.ready]
         idle = [worker for worker in candidates if not worker.tasks]
-        small = len(task.payload) <= _PREFETCH_BYTES
+        small = self._prefetch and len(task.payload) <= _PREFETCH_BYTES
         chosen = idle or [w for w in candidates if small and len(w.tasks) < 2]
         if not chosen:
             return False
@@ -236,9 +246,12 @@ class _Pool(Generic[Item, Result]):
         worker.tasks.append(task)
         return True
 
-    def _wait(self, crashed: Callable[[Item, WorkerCrash], Result]) -> list[tuple[int, Result]]:
-        """Block until a worker reports or dies; what that settled, by item number."""
-        waitables: dict[Any, _Worker] = {}
+    def _wait(
+        self, crashed: Callable[[Item, WorkerCrash], Result], also: tuple[Any, ...] = ()
+    ) -> list[tuple[int, Result]]:
+        """Block until a worker reports or dies (or one of ``also`` is ready to read); what
+        that settled, by item number."""
+        waitables: dict[Any, _Worker | None] = dict.fromkeys(also)
         for worker in self._workers:
             waitables[worker.connection] = worker
             waitables[worker.process.sentinel] = worker
@@ -246,6 +259,8 @@ class _Pool(Generic[Item, Result]):
         dead: list[_Worker] = []
         for ready in wait(list(waitables), timeout=self._next_overrun()):
             worker = waitables[ready]
+            if worker is None:
+                continue
             alive = ready is worker.connection and self._receive(worker, settled)
             if not alive and worker not in dead:
                 dead.append(worker)
@@ -328,7 +343,7 @@ class _Pool(Generic[Item, Result]):
                 given_up.append((current.number, crashed(current.item, crash)))
             else:
                 self._retry.appendleft(current)
-            if self._deaths_in_a_row >= self._death_limit:
+            if self._death_limit is not None and self._deaths_in_a_row >= self._death_limit:
                 raise WorkerError(
                     f"stopping: worker processes died {self._deaths_in_a_row} times in a row"
                     f" without finishing a file (last one {cause})"

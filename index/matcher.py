@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -64,7 +65,10 @@ class Matcher:
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._fixed = False
         self.last_reload_error: str | None = None
+        self.loaded_at = time.time()
+        """When the current version was loaded (Unix time)."""
 
     @classmethod
     def open(
@@ -111,8 +115,8 @@ class Matcher:
         Concurrent lookups keep running on the version they started with. If the new
         version cannot be loaded, the current one stays and the error is raised.
         """
-        if (self.path / MANIFEST).is_file():
-            return False  # opened as a fixed version directory
+        if self._fixed or (self.path / MANIFEST).is_file():
+            return False  # pinned, or opened as a fixed version directory
         with self._reload_lock:
             published = current_version(self.path)
             if published is None:
@@ -121,7 +125,63 @@ class Matcher:
                 return False
             fresh = LoadedIndex(resolve_version(self.path), verify=self._verify)
             self._snapshot = fresh  # a single reference swap: readers never see a mix
+            self.loaded_at = time.time()
             return True
+
+    def pinned(self) -> Matcher:
+        """This matcher fixed to its current version, which reloads do not change.
+
+        For work split across steps, like a service that hashes an upload in a worker process
+        and then searches: every step of one request uses the version it started on."""
+        view = Matcher(self.path, self._snapshot, verify=self._verify)
+        view._fixed = True
+        view.loaded_at = self.loaded_at
+        return view
+
+    def hash_job(
+        self,
+        options: MatchOptions | None = None,
+        *,
+        pixels_only: bool = False,
+        **switches: Unpack[MatchSwitches],
+    ) -> HashJob:
+        """What matching an image on this version computes, for hashing it elsewhere (a
+        worker process) and passing the outcome to :meth:`verdict`. ``pixels_only`` leaves
+        out md5/sha256 (a PIL image has no file bytes)."""
+        chosen = match_options(options, switches)
+        source: Source = Image.new("L", (1, 1)) if pixels_only else b""
+        return chosen.hash_job(_algorithms_for(self._snapshot, source, chosen))
+
+    def info(self) -> dict[str, Any]:
+        """The loaded version: when it was built and loaded, per algorithm its entries, codes,
+        threshold and structure, per list its counts and thresholds."""
+        snapshot = self._snapshot
+        data = snapshot.manifest.data
+        return {
+            "version": snapshot.version,
+            "created": data.get("created"),
+            "loaded_at": self.loaded_at,
+            "entries": data.get("entries"),
+            "algorithms": {
+                name: {
+                    "entries": len(algorithm.entry_rows),
+                    "codes": len(algorithm.codes),
+                    "threshold": algorithm.threshold,
+                    "searched_by": snapshot.manifest.searched_by(name),
+                }
+                for name, algorithm in snapshot.algorithms.items()
+            },
+            "lists": [
+                {
+                    "name": item["name"],
+                    "accepted": item.get("accepted"),
+                    "rejected": item.get("rejected"),
+                    "excluded": item.get("excluded"),
+                    "thresholds": item.get("thresholds", {}),
+                }
+                for item in data["lists"]
+            ],
+        }
 
     def close(self) -> None:
         """Stop the background reloader (the index itself is released when unreferenced)."""

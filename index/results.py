@@ -3,8 +3,9 @@ image. Plain values, built by :mod:`hashmatch.index.verdict` and read by every i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult
@@ -42,6 +43,19 @@ class Match:
             "variant": self.variant,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Match:
+        """The inverse of :meth:`to_json` (what the service sends back to a client)."""
+        return cls(
+            algorithm=str(data["algorithm"]),
+            distance=int(data["distance"]),
+            hash=str(data["hash"]),
+            list=str(data["list"]),
+            entry_id=_optional_str(data.get("entry_id")),
+            label=_optional_str(data.get("label")),
+            variant=_optional_str(data.get("variant")),
+        )
+
 
 @dataclass(frozen=True)
 class MatchResult:
@@ -71,6 +85,49 @@ class MatchResult:
     """Everything hashing computed for the image (its variants, the picture inside its
     border, the recovered edits), for callers that measure distances, like ``eval``."""
 
+    def to_json(self, *, with_hashes: bool = False) -> dict[str, Any]:
+        """The result as the service answers it: every field but the exception and the raw
+        hash result; the hashes as hex only when asked for."""
+        data: dict[str, Any] = {
+            "status": self.status,
+            "matches": [match.to_json() for match in self.matches],
+            "quality": self.quality,
+            "width": self.width,
+            "height": self.height,
+            "index_version": self.index_version,
+            "error": None
+            if self.error_kind is None
+            else {"kind": self.error_kind, "message": self.error_message},
+        }
+        if with_hashes:
+            data["hashes"] = {name: value.hex for name, value in self.hashes.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MatchResult:
+        """The inverse of :meth:`to_json`; a status this version does not know raises
+        ValueError (a client must not guess what an unknown verdict means)."""
+        status = data["status"]
+        if status not in _STATUSES:
+            raise ValueError(f"unknown match status {status!r}")
+        error = data.get("error") or {}
+        hashes = {
+            name: Hash.from_hex(name, text)
+            for name, text in (data.get("hashes") or {}).items()
+            if text
+        }
+        return cls(
+            status=status,
+            matches=[Match.from_json(item) for item in data.get("matches") or []],
+            hashes=hashes,
+            quality=data.get("quality"),
+            error_kind=error.get("kind"),
+            error_message=error.get("message"),
+            width=data.get("width"),
+            height=data.get("height"),
+            index_version=data.get("index_version"),
+        )
+
     @property
     def matched(self) -> bool:
         return self.status == "match"
@@ -79,3 +136,10 @@ class MatchResult:
     def error(self) -> str | None:
         """``kind: message`` (``decode: image file is truncated``), as records print it."""
         return None if self.error_kind is None else f"{self.error_kind}: {self.error_message}"
+
+
+_STATUSES = frozenset(get_args(MatchStatus))
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)

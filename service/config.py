@@ -1,0 +1,143 @@
+"""``ServiceConfig``: every setting of ``hashmatch serve``, declared once.
+
+Each field is a command-line flag (``--max-upload-bytes``) and an environment variable
+(``HASHMATCH_MAX_UPLOAD_BYTES``); :data:`SETTINGS` documents them, and README's table is
+checked against it. Values are checked when the config is made, so a bad one stops the server
+before it binds a port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from hashmatch.errors import OptionError
+from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
+from hashmatch.parallel import default_workers
+
+__all__ = [
+    "DEFAULT_PORT",
+    "SETTINGS",
+    "ServiceConfig",
+    "environment_variable",
+    "is_loopback",
+]
+
+DEFAULT_PORT = 5100
+"""HMA's port, so a client's base URL changes only in its host."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """How one ``hashmatch serve`` runs; the defaults suit one machine behind a proxy."""
+
+    index: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 0
+    """Server processes (0: one per core)."""
+    hash_workers: int = 1
+    """Hashing processes per server process."""
+    token_file: Path | None = None
+    insecure_no_auth: bool = False
+    public_metrics: bool = False
+    reload_interval: float = 10.0
+    stale_after: float = 65.0
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = DEFAULT_LIMITS.max_pixels
+    max_side: int = DEFAULT_LIMITS.max_side
+    time_limit: float = 10.0
+    body_timeout: float = 30.0
+    max_batch: int = 32
+    max_queries: int = 10_000
+    max_waiting: int = 64
+    fetch_hosts: tuple[str, ...] = ()
+    fetch_private: bool = False
+    fetch_timeout: float = 10.0
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("port",):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise OptionError(f"{name} must be 0-65535, got {value}")
+        whole = ("workers", "hash_workers", "max_upload_bytes", "max_pixels", "max_side")
+        for name in (*whole, "max_batch", "max_queries", "max_waiting"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise OptionError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name in ("hash_workers", "max_upload_bytes", "max_batch", "max_queries"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("reload_interval", "stale_after", "time_limit", "body_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise OptionError(f"{name} must be seconds > 0, got {value!r}")
+        if not self.fetch_timeout > 0:
+            raise OptionError(f"fetch_timeout must be seconds > 0, got {self.fetch_timeout!r}")
+        if self.stale_after <= self.reload_interval:
+            raise OptionError(
+                f"stale_after ({self.stale_after:g} s) must be longer than reload_interval"
+                f" ({self.reload_interval:g} s), or the index would always look stale"
+            )
+        _ = self.limits  # ImageLimits checks its values: here, not at the first upload
+
+    @property
+    def server_processes(self) -> int:
+        return self.workers or default_workers()
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, max_side=self.max_side
+        )
+
+    @property
+    def authenticated(self) -> bool:
+        return self.token_file is not None
+
+
+SETTINGS: dict[str, str] = {
+    "index": "the index directory to serve (its published version, followed as it changes)",
+    "host": "address to listen on; without a token file only a loopback address is allowed",
+    "port": "port to listen on (HMA's 5100 by default)",
+    "workers": "server processes (0: one per core); each loads the index memory-mapped",
+    "hash_workers": "processes per server process that decode and hash uploads",
+    "token_file": "bearer tokens, one per line (`NAME TOKEN` or `TOKEN`); re-read on SIGHUP",
+    "insecure_no_auth": "allow serving without tokens on a non-loopback address",
+    "public_metrics": "serve /metrics without a token",
+    "reload_interval": "seconds between checks for a newly published version (also on SIGHUP)",
+    "stale_after": "seconds without a successful check after which /status says INDEX-STALE",
+    "max_upload_bytes": "largest request body; larger ones get 413 before they are read",
+    "max_pixels": "largest image accepted, in pixels (checked from the header)",
+    "max_side": "longest image side accepted, in pixels",
+    "time_limit": "seconds one upload may take to decode and hash",
+    "body_timeout": "seconds a request body may stall before the request is dropped (408)",
+    "max_batch": "images per /v1/match/batch request",
+    "max_queries": "queries per /v1/lookup request",
+    "max_waiting": "uploads waiting for a hashing process before new ones get 503",
+    "fetch_hosts": "hosts the `?url=` routes may fetch from (comma-separated; `*.example.com`"
+    " allowed); empty: fetching is off",
+    "fetch_private": "let `?url=` fetch loopback, private and link-local addresses",
+    "fetch_timeout": "seconds a `?url=` fetch may take",
+    "verify": "check every index file's checksum when loading a version",
+}
+
+
+def environment_variable(field_name: str) -> str:
+    """The variable that sets ``field_name`` when its flag is not given."""
+    return "HASHMATCH_" + field_name.upper()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only accepts connections from here."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+assert set(SETTINGS) == {f.name for f in fields(ServiceConfig)}, "document every setting"
