@@ -15,6 +15,7 @@ from hashmatch.cli import (
     index_command,
     lookup_command,
     scan_command,
+    serve_command,
 )
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.command("scan")(scan_command.scan_command)
 app.add_typer(index_command.app, name="index")
 app.command("lookup")(lookup_command.lookup_command)
 app.command("eval")(eval_command.eval_command)
+app.command("serve")(serve_command.serve_command)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ and the subclasses to react to a specific cause. Every message names the input i
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "EvaluationError",
     "HashFormatError",
     "HashListError",
@@ -20,6 +21,8 @@ __all__ = [
     "ImageTimeoutError",
     "ImageTooLargeError",
     "OptionError",
+    "ServiceCallError",
+    "ServiceUnavailableError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
     "WorkerError",
@@ -125,3 +128,29 @@ class WorkerError(HashmatchError):
 
     One file that crashes its worker is not this: it becomes that file's ``crashed`` error
     record. This is raised when workers die again and again without finishing any file."""
+
+
+class ServiceCallError(HashmatchError):
+    """A call to a ``hashmatch serve`` that failed: no answer (``status`` None: refused,
+    timed out, cut off) or an answer other than the one asked for (``status`` its HTTP
+    status). ``url`` is the method and URL called, ``message`` the server's own message;
+    neither ever holds the token or a hash."""
+
+    def __init__(self, url: str, status: int | None, message: str) -> None:
+        where = url if status is None else f"{url}: HTTP {status}"
+        super().__init__(f"{where}: {message}")
+        self.url = url
+        self.status = status
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[ServiceCallError], tuple[str, int | None, str]]:
+        return type(self), (self.url, self.status, self.message)
+
+
+class AuthenticationError(ServiceCallError):
+    """401: the call carried no token, or one the server does not know."""
+
+
+class ServiceUnavailableError(ServiceCallError):
+    """503: the server has no index loaded yet, or every hashing process is busy; worth
+    trying again shortly (the client's ``retries`` do)."""

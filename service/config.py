@@ -18,11 +18,18 @@ from hashmatch.parallel import default_workers
 
 __all__ = [
     "DEFAULT_PORT",
+    "MULTIPROCESS_VARIABLE",
     "SETTINGS",
     "ServiceConfig",
     "environment_variable",
+    "exposure_problem",
     "is_loopback",
 ]
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's multiprocess directory, which the supervisor sets for its servers."""
 
 DEFAULT_PORT = 5100
 """HMA's port, so a client's base URL changes only in its host."""
@@ -49,6 +56,7 @@ class ServiceConfig:
     max_side: int = DEFAULT_LIMITS.max_side
     time_limit: float = 10.0
     body_timeout: float = 30.0
+    shutdown_timeout: float = 30.0
     max_batch: int = 32
     max_queries: int = 10_000
     max_waiting: int = 64
@@ -56,6 +64,7 @@ class ServiceConfig:
     fetch_private: bool = False
     fetch_timeout: float = 10.0
     verify: bool = True
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         for name in ("port",):
@@ -70,7 +79,8 @@ class ServiceConfig:
         for name in ("hash_workers", "max_upload_bytes", "max_batch", "max_queries"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("reload_interval", "stale_after", "time_limit", "body_timeout"):
+        seconds = ("reload_interval", "stale_after", "time_limit", "body_timeout")
+        for name in (*seconds, "shutdown_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise OptionError(f"{name} must be seconds > 0, got {value!r}")
@@ -80,6 +90,10 @@ class ServiceConfig:
             raise OptionError(
                 f"stale_after ({self.stale_after:g} s) must be longer than reload_interval"
                 f" ({self.reload_interval:g} s), or the index would always look stale"
+            )
+        if self.log_level not in _LOG_LEVELS:
+            raise OptionError(
+                f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
         _ = self.limits  # ImageLimits checks its values: here, not at the first upload
 
@@ -114,6 +128,7 @@ SETTINGS: dict[str, str] = {
     "max_side": "longest image side accepted, in pixels",
     "time_limit": "seconds one upload may take to decode and hash",
     "body_timeout": "seconds a request body may stall before the request is dropped (408)",
+    "shutdown_timeout": "seconds requests in flight get to finish after SIGTERM",
     "max_batch": "images per /v1/match/batch request",
     "max_queries": "queries per /v1/lookup request",
     "max_waiting": "uploads waiting for a hashing process before new ones get 503",
@@ -122,12 +137,35 @@ SETTINGS: dict[str, str] = {
     "fetch_private": "let `?url=` fetch loopback, private and link-local addresses",
     "fetch_timeout": "seconds a `?url=` fetch may take",
     "verify": "check every index file's checksum when loading a version",
+    "log_level": "debug, info, warning or error; request lines are JSON at info",
 }
 
 
 def environment_variable(field_name: str) -> str:
     """The variable that sets ``field_name`` when its flag is not given."""
     return "HASHMATCH_" + field_name.upper()
+
+
+def exposure_problem(config: ServiceConfig) -> tuple[str, bool] | None:
+    """Why serving ``config`` without tokens needs a word: (message, refused) or None.
+
+    Without a token file the service answers anyone who can reach it; that is allowed only on
+    a loopback address (a sidecar, a test) unless ``--insecure-no-auth`` says it is meant."""
+    if config.authenticated:
+        return None
+    if is_loopback(config.host):
+        return (
+            f"serving without authentication on {config.host} (loopback only);"
+            " give --token-file to require bearer tokens",
+            False,
+        )
+    if config.insecure_no_auth:
+        return (f"serving WITHOUT authentication on {config.host} (--insecure-no-auth)", False)
+    return (
+        f"refusing to serve on {config.host} without authentication: give --token-file FILE"
+        " (bearer tokens), listen on 127.0.0.1, or pass --insecure-no-auth",
+        True,
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -38,11 +38,12 @@ def error_status(kind: str | None) -> int:
 
 
 def parse_thresholds(values: Sequence[str] | None) -> dict[str, int]:
-    """``["pdq:20", "phash:8"]`` (or ``pdq:20,phash:8``) as a mapping; 400 when malformed."""
+    """``["pdq:20", "phash:8"]`` (or ``pdq:20,phash:8``; ``pdq=20`` as the CLI spells it)
+    as a mapping; 400 when malformed."""
     thresholds: dict[str, int] = {}
     for value in values or ():
         for item in value.split(","):
-            name, separator, number = item.partition(":")
+            name, separator, number = item.replace("=", ":").partition(":")
             if not separator or not number.strip().isdigit():
                 raise ServiceError(
                     400, f"threshold must be ALGORITHM:DISTANCE, e.g. pdq:20 (got {item!r})"

@@ -23,11 +23,10 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hashmatch.index.results import MatchResult
+from hashmatch.service.config import MULTIPROCESS_VARIABLE
 from hashmatch.service.reloading import IndexWatch
 
-__all__ = ["MULTIPROCESS_VARIABLE", "ServiceMetrics"]
-
-MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+__all__ = ["ServiceMetrics"]
 
 disable_created_metrics()  # the *_created series double the output and serve no alert
 
@@ -159,9 +158,3 @@ class ServiceMetrics:
             prometheus_multiprocess.MultiProcessCollector(combined)
             return generate_latest(combined), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead server process's live gauges (the supervisor calls this)."""
-    if os.environ.get(MULTIPROCESS_VARIABLE):
-        prometheus_multiprocess.mark_process_dead(pid)
