@@ -55,6 +55,8 @@ class WorkerPool(Generic[Item, Result]):
         self._time_limit = time_limit
         self._max_waiting = max_waiting
         self._inbox: deque[tuple[Item, Future[Result]]] = deque()
+        self._unstarted = 0
+        """Items submitted and not yet sent to a worker (what ``max_waiting`` bounds)."""
         self._lock = threading.Lock()
         self._closing = False
         self._broken: BaseException | None = None
@@ -77,8 +79,9 @@ class WorkerPool(Generic[Item, Result]):
                 raise WorkerError(f"the worker pool stopped: {self._broken}")
             if self._closing:
                 raise WorkerError("the worker pool is closed")
-            if len(self._inbox) >= self._max_waiting:
-                raise WorkerError(f"busy: {len(self._inbox)} items are waiting for a worker")
+            if self._unstarted >= self._max_waiting:
+                raise WorkerError(f"busy: {self._unstarted} items are waiting for a worker")
+            self._unstarted += 1
             self._inbox.append((item, future))
         self._wake()
         return future
@@ -98,6 +101,10 @@ class WorkerPool(Generic[Item, Result]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _started_one(self) -> None:
+        with self._lock:
+            self._unstarted -= 1
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -126,10 +133,12 @@ class WorkerPool(Generic[Item, Result]):
                     self._inbox.clear()
                 for item, future in arrived:
                     if not future.set_running_or_notify_cancel():
+                        self._started_one()
                         continue  # the caller gave up before it started
                     try:
                         payload = _task_payload(numbers, item)
                     except Exception as exc:  # cannot cross to a worker: the caller's bug
+                        self._started_one()
                         future.set_exception(exc)
                         continue
                     waiting.append(_Task(numbers, item, payload))
@@ -138,11 +147,14 @@ class WorkerPool(Generic[Item, Result]):
                 if closing:
                     return
                 while pool._retry or waiting:
-                    queue = pool._retry if pool._retry else waiting
+                    retrying = bool(pool._retry)
+                    queue = pool._retry if retrying else waiting
                     task = queue.popleft()
                     if not pool._assign(task):
                         queue.appendleft(task)
                         break
+                    if not retrying:
+                        self._started_one()
                 for number, result in pool._wait(self._crashed, also=(self._wake_read,)):
                     future = futures.pop(number, None)
                     if future is not None and not future.done():
