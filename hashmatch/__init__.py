@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from hashmatch.errors import (
+    AuthenticationError,
     EvaluationError,
     HashFormatError,
     HashListError,
@@ -23,6 +24,8 @@ from hashmatch.errors import (
     IndexFormatError,
     IndexIntegrityError,
     OptionError,
+    ServiceCallError,
+    ServiceUnavailableError,
     UnknownAlgorithmError,
     UnsupportedImageError,
     WorkerError,
@@ -88,6 +91,7 @@ __all__ = [
     "BuildOptions",
     "BuildReport",
     "EntryList",
+    "AuthenticationError",
     "EvaluationError",
     "Hash",
     "HashFormatError",
@@ -111,6 +115,8 @@ __all__ = [
     "MatchResult",
     "Matcher",
     "OptionError",
+    "ServiceCallError",
+    "ServiceUnavailableError",
     "UnknownAlgorithmError",
     "UnsupportedImageError",
     "WorkerError",

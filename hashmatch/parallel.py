@@ -258,12 +258,12 @@ class _Pool(Generic[Item, Result]):
         settled: list[tuple[int, Result]] = []
         dead: list[_Worker] = []
         for ready in wait(list(waitables), timeout=self._next_overrun()):
-            worker = waitables[ready]
-            if worker is None:
-                continue
-            alive = ready is worker.connection and self._receive(worker, settled)
-            if not alive and worker not in dead:
-                dead.append(worker)
+            owner = waitables[ready]
+            if owner is None:
+                continue  # one of ``also``: the caller reads it
+            alive = ready is owner.connection and self._receive(owner, settled)
+            if not alive and owner not in dead:
+                dead.append(owner)
         self._kill_overrunning(dead)
         for worker in dead:
             while self._receive(worker, settled, block=False):

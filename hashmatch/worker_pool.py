@@ -156,8 +156,8 @@ class WorkerPool(Generic[Item, Result]):
                     if not retrying:
                         self._started_one()
                 for number, result in pool._wait(self._crashed, also=(self._wake_read,)):
-                    future = futures.pop(number, None)
-                    if future is not None and not future.done():
+                    future = futures.pop(number)
+                    if not future.done():
                         future.set_result(result)
         except BaseException as exc:  # a pool that cannot run: every caller hears why
             with self._lock:

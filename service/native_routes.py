@@ -134,13 +134,17 @@ async def match_batch(
 
 
 class LookupRequest(BaseModel):
-    queries: list[dict[str, str]] = Field(
-        description="One object per query: algorithm name -> hex hash (e.g. pdq, md5)."
+    queries: list[dict[str, str | list[str]]] = Field(
+        description="One object per query: algorithm name -> a hex hash, or a list of them"
+        " (an image's dihedral variants, as /v1/hash?dihedral=true gives them)."
     )
     thresholds: dict[str, int] | None = Field(
         default=None, description="Per-call distances by algorithm."
     )
-    dihedral: bool = Field(default=False, description="Also search each hash's rotations.")
+    dihedral: bool = Field(
+        default=True,
+        description="Search every hash a query lists; false: only the first of each list.",
+    )
 
 
 @router.post("/lookup")
@@ -159,8 +163,13 @@ async def lookup_hashes(request: Request, body: LookupRequest) -> dict[str, Any]
         for number, query in enumerate(body.queries):
             if not query:
                 raise ServiceError(400, f"queries[{number}]: no hash given")
+            if not body.dihedral:
+                query = {
+                    name: value[:1] if isinstance(value, list) else value
+                    for name, value in query.items()
+                }
             try:
-                found = matcher.lookup(query, thresholds=thresholds, dihedral=body.dihedral)
+                found = matcher.lookup(query, thresholds=thresholds)
             except HashmatchError as exc:
                 raise ServiceError(400, f"queries[{number}]: {exc}") from None
             answers.append(

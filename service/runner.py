@@ -14,6 +14,7 @@ line per request), no server header.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from hashmatch.registry import plugin_modules
 from hashmatch.service.config import MULTIPROCESS_VARIABLE, ServiceConfig
 
 __all__ = ["configure_logging", "serve", "uvicorn_config"]
@@ -148,11 +150,12 @@ class _Supervisor:
         ready = self.context.Event()
         process = self.context.Process(
             target=_server_process,
-            args=(self.config, self.listener, ready),
+            args=(self.config, self.listener, ready, plugin_modules()),
             name="hashmatch-server",
             daemon=False,
         )
         process.start()
+        assert process.pid is not None  # started
         self.processes.append(process)
         self.ready[process.pid] = ready
 
@@ -217,10 +220,15 @@ def _exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _server_process(config: ServiceConfig, listener: socket.socket, ready: Any) -> None:
-    """One server process: the app on uvicorn, on the supervisor's socket."""
+def _server_process(
+    config: ServiceConfig, listener: socket.socket, ready: Any, plugins: tuple[str, ...]
+) -> None:
+    """One server process: the app on uvicorn, on the supervisor's socket, knowing the
+    algorithms the supervisor's program registered (``plugins``: their modules)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     configure_logging(config.log_level)
+    for module in plugins:
+        importlib.import_module(module)
     import uvicorn
 
     from hashmatch.service.app import create_app
