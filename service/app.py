@@ -114,8 +114,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             summary = "; ".join(
                 f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
             )
-            return _message(422, f"invalid request: {summary}", errors=errors)
-        # HMA 1.1.x answers pydantic's error list as the whole body
+            # "input" can be the whole body (bytes, up to --max-upload-bytes): not echoed
+            shown = [{key: value for key, value in e.items() if key != "input"} for e in errors]
+            return _message(422, f"invalid request: {summary}", errors=_jsonable(shown))
+        # HMA 1.1.x answers pydantic's error list as the whole body, locations without
+        # FastAPI's "query"/"body" prefix (HMA's models hold the fields themselves)
+        for error in errors:
+            location = tuple(error.get("loc", ()))
+            if location and location[0] in ("query", "body"):
+                error["loc"] = location[1:]
         return JSONResponse(_jsonable(errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

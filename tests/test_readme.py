@@ -56,3 +56,14 @@ def test_build_from_memory_example(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ]
         assert matcher.threshold("pdq") == 28
         assert [m.entry_id for m in matcher.match(synthetic_photo(72)).matches] == ["feed-1"]
+
+
+def test_the_serving_configuration_table_lists_every_setting() -> None:
+    from hashmatch.service.config import SETTINGS, environment_variable
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Configuration") :]
+    section = section[: section.index("\n### ", 5)]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    variables = {re.findall(r"`(HASHMATCH_[A-Z_]+)`", row)[0] for row in rows}
+    assert variables == {environment_variable(name) for name in SETTINGS}

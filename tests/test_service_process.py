@@ -205,3 +205,14 @@ def test_the_command_refuses_a_path_without_an_index(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "none" in result.stderr
+
+
+def test_settings_come_from_environment_variables_too(known: KnownIndex, tmp_path: Path):
+    environment = {"HASHMATCH_WORKERS": "1", "HASHMATCH_MAX_BATCH": "1"}
+    with serve_process(known.path, log_dir=tmp_path, environment=environment) as served:
+        assert len(server_pids(served.process.pid)) == 1
+        files = [("file", ("a.jpg", known.photos[0])), ("file", ("b.jpg", known.photos[1]))]
+        response = httpx.post(served.base_url + "/v1/match/batch", files=files, timeout=WAIT)
+        assert response.status_code == 413
+        assert "at most 1 files" in response.json()["message"]
+        assert "loopback only" in served.log()
