@@ -67,3 +67,20 @@ def test_the_serving_configuration_table_lists_every_setting() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     variables = {re.findall(r"`(HASHMATCH_[A-Z_]+)`", row)[0] for row in rows}
     assert variables == {environment_variable(name) for name in SETTINGS}
+
+
+def test_client_example(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from hashmatch.fixtures.service import known_index, serving_in_thread
+    from hashmatch.service.config import ServiceConfig
+
+    known = known_index(tmp_path)
+    (tmp_path / "tokens.txt").write_text("readme 0123456789abcdef0123\n")
+    config = ServiceConfig(index=known.path, token_file=tmp_path / "tokens.txt")
+    with serving_in_thread(config) as base_url:
+        block = _python_block_after("The Python client returns").replace(
+            "http://127.0.0.1:5100", base_url
+        )
+        namespace = {"token": "0123456789abcdef0123", "upload_bytes": known.photos[1]}
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert "[('KNOWN', '2', 0)" in capsys.readouterr().out
