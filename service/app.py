@@ -88,8 +88,10 @@ def route_table(app: FastAPI, routers: tuple[APIRouter, ...]) -> list[tuple[str,
     return sorted((path, sorted(methods)) for path, methods in table.items())
 
 
-def _message(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"message": message, **extra}, status_code=status)
+def _message(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -99,11 +101,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return _message(413, str(exc))
+        # the rest of the body is not read: the connection cannot carry another request
+        return _message(413, str(exc), headers={"connection": "close"})
 
     @app.exception_handler(BodyStalled)
     async def stalled(request: Request, exc: BodyStalled) -> JSONResponse:
-        return _message(408, str(exc))
+        return _message(408, str(exc), headers={"connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

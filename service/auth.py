@@ -51,6 +51,9 @@ def read_tokens(path: Path) -> dict[str, str]:
         if len(parts) > 2:
             raise OptionError(f"{path}:{number}: expected `NAME TOKEN` or `TOKEN`")
         name, token = (parts[0], parts[1]) if len(parts) == 2 else (f"token-{number}", parts[0])
+        if not (token.isascii() and token.isprintable()):
+            # a header arrives as bytes: a token outside ASCII could never be matched
+            raise OptionError(f"{path}:{number}: a token must be printable ASCII characters")
         if len(token) < _MIN_TOKEN_LENGTH:
             raise OptionError(
                 f"{path}:{number}: a token must be at least {_MIN_TOKEN_LENGTH} characters"
@@ -95,7 +98,7 @@ class TokenSet:
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return None
-        offered = given.strip().encode()
+        offered = given.strip().encode("latin-1")  # the header's bytes as sent
         with self._lock:
             known = list(self._tokens.items())
         found: str | None = None
@@ -115,7 +118,7 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tokens = self._tokens()
-        if scope["type"] != "http" or tokens is None or not tokens.enabled:
+        if scope["type"] not in ("http", "websocket") or tokens is None or not tokens.enabled:
             await self.app(scope, receive, send)
             return
         if scope["path"] in self._open:
@@ -124,17 +127,22 @@ class AuthMiddleware:
         header = _header(scope, b"authorization")
         caller = tokens.identify(header)
         if caller is None:
+            if scope["type"] == "websocket":  # refused before the handshake: 403
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            body = b"Authentication required"
             await send(
                 {
                     "type": "http.response.start",
                     "status": 401,
                     "headers": [
                         (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
                         (b"www-authenticate", b'Bearer realm="hashmatch"'),
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": b"Authentication required"})
+            await send({"type": "http.response.body", "body": body})
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from hashmatch.service.limits import BodyStalled, BodyTooLarge
 from hashmatch.service.state import ServiceError
@@ -20,6 +21,7 @@ CONTENT_TYPES = ("photo", "video")
 """HMA's content types, which are also its upload field names."""
 
 _RAW_TYPES = ("image/", "application/octet-stream")
+_MAX_FIELDS = 100
 
 
 def _media_type(request: Request) -> str:
@@ -30,11 +32,17 @@ async def multipart_files(request: Request, max_files: int) -> list[tuple[str, U
     """(field name, upload) for every file of a multipart body, in order; 400 for a body
     that is not valid multipart, 413 past ``max_files`` files."""
     try:
-        form = await request.form(max_files=max_files + 1, max_fields=100)
+        form = await request.form(max_files=max_files, max_fields=_MAX_FIELDS)
     except (ServiceError, BodyTooLarge, BodyStalled):
         raise
     except Exception as exc:  # the parser's errors (malformed boundaries, too many parts)
-        raise ServiceError(400, f"malformed multipart body: {exc}") from None
+        # Starlette answers the parser's errors as HTTPException(400, detail)
+        reason = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
+        if reason.startswith("Too many files"):
+            raise ServiceError(413, _at_most(max_files)) from None
+        if reason.startswith("Too many fields"):
+            raise ServiceError(413, f"at most {_MAX_FIELDS} form fields per request") from None
+        raise ServiceError(400, f"malformed multipart body: {reason}") from None
     files: list[tuple[str, Upload]] = []
     try:
         for field, value in form.multi_items():
@@ -44,8 +52,12 @@ async def multipart_files(request: Request, max_files: int) -> list[tuple[str, U
     finally:
         await form.close()
     if len(files) > max_files:
-        raise ServiceError(413, f"at most {max_files} files per request")
+        raise ServiceError(413, _at_most(max_files))
     return files
+
+
+def _at_most(max_files: int) -> str:
+    return f"at most {max_files} files per request"
 
 
 async def image_uploads(request: Request, max_files: int = 1) -> list[Upload]:
@@ -54,7 +66,7 @@ async def image_uploads(request: Request, max_files: int = 1) -> list[Upload]:
     if media_type.startswith("multipart/form-data"):
         files = [upload for _, upload in await multipart_files(request, max_files)]
         if not files:
-            raise ServiceError(400, "the multipart body holds no file")
+            raise ServiceError(400, "the multipart body holds no complete file part")
         return files
     if media_type.startswith(_RAW_TYPES):
         data = await request.body()
@@ -73,11 +85,14 @@ async def hma_upload(request: Request) -> tuple[str, Upload]:
     """HMA's upload: exactly one multipart file, its field name the content type."""
     if not _media_type(request).startswith("multipart/form-data"):
         raise ServiceError(400, "Missing multipart/form-data file upload")
-    files = await multipart_files(request, max_files=8)
+    try:
+        files = await multipart_files(request, max_files=1)
+    except ServiceError as exc:
+        if exc.status == 413:  # a second file: HMA's words and status
+            raise ServiceError(400, "Only one file allowed per request") from None
+        raise
     if not files:
         raise ServiceError(400, "Missing multipart/form-data file upload")
-    if len(files) > 1:
-        raise ServiceError(400, "Only one file allowed per request")
     field, upload = files[0]
     if field not in CONTENT_TYPES:
         raise ServiceError(400, f"no such content_type: '{field}'")

@@ -112,6 +112,7 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
         )
         self._version: str | None = None
+        self._algorithms: set[str] = set()
         self._reloads_seen = 0
         self._failures_seen = 0
 
@@ -146,7 +147,11 @@ class ServiceMetrics:
             self.index_info.labels(self._version).set(0)
         self._version = matcher.version
         self.index_info.labels(matcher.version).set(1)
-        for name, summary in matcher.info()["algorithms"].items():
+        served = matcher.info()["algorithms"]
+        for name in self._algorithms - set(served):  # dropped by the new version: none served
+            self.index_entries.labels(name).set(0)
+        self._algorithms = set(served)
+        for name, summary in served.items():
             self.index_entries.labels(name).set(summary["entries"])
         if status.load_seconds is not None:
             self.load_seconds.set(status.load_seconds)

@@ -28,6 +28,10 @@ MATCH_COUNT_KEY = "match_count"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods logged and counted by name; any other a client invents is ``OTHER`` (labels stay
+bounded: a client must not be able to mint metric series)."""
+
 
 class RequestLogMiddleware:
     def __init__(self, app: ASGIApp, metrics: Callable[[], ServiceMetrics | None]) -> None:
@@ -42,6 +46,7 @@ class RequestLogMiddleware:
         request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         status = 500
         started = time.perf_counter()
         metrics = self._metrics()
@@ -64,10 +69,10 @@ class RequestLogMiddleware:
             route = _route_template(scope)
             if metrics is not None:
                 metrics.in_flight.dec()
-                metrics.observe_request(route, scope["method"], status, seconds)
+                metrics.observe_request(route, method, status, seconds)
             line = {
                 "request_id": request_id,
-                "method": scope["method"],
+                "method": method,
                 "route": route,
                 "status": status,
                 "ms": round(seconds * 1000, 2),

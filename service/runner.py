@@ -30,12 +30,12 @@ from typing import Any
 
 from hashmatch.registry import plugin_modules
 from hashmatch.service.config import MULTIPROCESS_VARIABLE, ServiceConfig
+from hashmatch.service.limits import MAX_HEADER_BYTES
 
 __all__ = ["configure_logging", "serve", "uvicorn_config"]
 
 _log = logging.getLogger("hashmatch.service")
 
-MAX_HEADER_BYTES = 64 * 1024
 MAX_CONNECTIONS = 1024
 """Connections and requests a server process takes at once before answering 503."""
 _FAILED_STARTS_LIMIT = 3
