@@ -1,7 +1,7 @@
 """Worker processes import the package their parent imported, whatever the current directory.
 
 A regular (non-editable) install run from the root of a checkout has a ``hashmatch/`` source
-folder in the current directory. The test lays out such an install by hand (the four package
+folder in the current directory. The test lays out such an install by hand (the package
 folders where ``pip install .`` puts them, no editable finder), runs multi-worker ``hash`` and
 ``scan`` from a directory holding a copy of the ``hashmatch/`` source folder (importable, but
 without the ``cli``, ``index`` and ``fixtures`` sub-packages the install maps in), and checks
@@ -23,8 +23,19 @@ import pytest
 from hashmatch.fixtures.images import save_image, synthetic_photo
 
 PROJECT = Path(__file__).resolve().parents[1]
-PACKAGES = {"hashmatch": "hashmatch", "index": "hashmatch/index", "cli": "hashmatch/cli"}
-PACKAGES["fixtures"] = "hashmatch/fixtures"
+
+
+def _package_folders() -> dict[str, str]:
+    """Source folder -> where an install puts it, from pyproject's ``package-dir``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    setup = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {source: name.replace(".", "/") for name, source in setup["package-dir"].items()}
+
+
+PACKAGES = _package_folders()
 CONSOLE_SCRIPT = (
     "import sys\n"
     "from hashmatch.cli.app import main\n"

@@ -200,3 +200,32 @@ def test_an_index_not_published_yet_is_503_until_it_is(tmp_path: Path, known: Kn
         wait_until("the late index loads", lambda: client.get("/readyz").status_code == 200, 60)
         body = client.post("/v1/lookup", json={"queries": [{"pdq": known.pdq[0]}]}).json()
         assert body["results"][0]["matches"][0]["list"] == "LATE"
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path: Path, known):
+    from hashmatch import EntryList, build_index
+    from hashmatch.fixtures.service import wait_until
+
+    index = tmp_path / "index"
+    build_index([EntryList([("pdq", known.pdq[0], "OLD", "1")], name="OLD")], index)
+    config = ServiceConfig(index=index, reload_interval=0.1, stale_after=60)
+    with TestClient(create_app(config)) as client:
+        old = client.get("/v1/index").json()["version"]
+        report = build_index([EntryList([("pdq", known.pdq[1], "NEW", "2")], name="NEW")], index)
+        # damage the new version's codes after it is published: its checksum no longer holds
+        codes = next((index / "versions" / report.version).glob("pdq.codes*"))
+        codes.write_bytes(b"\x00" + codes.read_bytes()[1:])
+        wait_until(
+            "the failed load to show",
+            lambda: client.get("/readyz").json()["last_error"] is not None,
+            60,
+        )
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["index_version"] == old
+        assert "pdq.codes" in ready.json()["last_error"]
+        lookup = client.post("/v1/lookup", json={"queries": [{"pdq": known.pdq[0]}]}).json()
+        assert lookup["index_version"] == old and lookup["results"][0]["status"] == "match"
+        metrics = client.get("/metrics").text
+        failures = next(x for x in metrics.splitlines() if x.startswith("hashmatch_index_reload_f"))
+        assert float(failures.split()[-1]) >= 1
+        assert client.get("/v1/index").json()["reload"]["failures"] >= 1
