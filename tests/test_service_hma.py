@@ -314,8 +314,9 @@ COLD_SAMPLES = _params([s for s in _ALL_SAMPLES if _cold(s)])
 
 @dataclass
 class HmaReplica:
-    client: TestClient
+    client: httpx.Client
     fetch_host: str
+    index: Path
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +340,7 @@ def hma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HmaReplica]:
     config = ServiceConfig(index=index, fetch_hosts=("127.0.0.1",), fetch_private=True)
     try:
         with TestClient(create_app(config)) as test_client:
-            yield HmaReplica(test_client, f"127.0.0.1:{files.server_address[1]}")
+            yield HmaReplica(test_client, f"127.0.0.1:{files.server_address[1]}", index)
     finally:
         files.shutdown()
         files.server_close()
@@ -351,7 +352,7 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
-def _send(client: TestClient, sample: dict[str, Any], fetch_host: str) -> httpx.Response:
+def _send(client: httpx.Client, sample: dict[str, Any], fetch_host: str) -> httpx.Response:
     request = sample["request"]
     params = {k: str(v).replace(SAMPLE_FETCH_HOST, fetch_host) for k, v in request["query"].items()}
     options: dict[str, Any] = {"params": params}
@@ -437,3 +438,23 @@ def test_answers_like_hma_before_the_index_is_loaded(
 ) -> None:
     response = _send(cold_client, sample, SAMPLE_FETCH_HOST)
     _assert_answers_like_hma(sample, response, SAMPLE_FETCH_HOST)
+
+
+@pytest.fixture(scope="module")
+def hma_process(hma: HmaReplica, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HmaReplica]:
+    """The same replica as a real ``hashmatch serve`` process (two server processes)."""
+    from hashmatch.fixtures.service import serve_process
+
+    arguments = ("--workers", "2", "--fetch-host", "127.0.0.1", "--fetch-private")
+    logs = tmp_path_factory.mktemp("hma-logs")
+    with (
+        serve_process(hma.index, *arguments, log_dir=logs) as served,
+        httpx.Client(base_url=served.base_url, timeout=120) as client,
+    ):
+        yield HmaReplica(client, hma.fetch_host, hma.index)
+
+
+@pytest.mark.parametrize("sample", WARM_SAMPLES)
+def test_a_served_process_answers_like_hma(hma_process: HmaReplica, sample: dict[str, Any]) -> None:
+    response = _send(hma_process.client, sample, hma_process.fetch_host)
+    _assert_answers_like_hma(sample, response, hma_process.fetch_host)
