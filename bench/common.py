@@ -21,3 +21,18 @@ def source_photos(count: int) -> list[Image.Image]:
         return [Image.open(p).convert("RGB") for p in paths]
     print(f"(no shared photos at {shared}: using synthetic photos)", file=sys.stderr)
     return [synthetic_photo(seed, (500, 500)) for seed in range(count)]
+
+
+def process_memory_mib(pid: int | str = "self") -> tuple[float, float]:
+    """A process's resident set (VmRSS) and proportional set (Pss, from smaps_rollup: shared
+    pages, like a memory-mapped index, split between the processes mapping them), in MiB;
+    nan where unreadable (a process gone, a kernel without smaps_rollup)."""
+    rss = pss = float("nan")
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            pss = next(int(line.split()[1]) / 1024 for line in rollup if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        pass
+    return rss, pss
