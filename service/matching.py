@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fastapi.concurrency import run_in_threadpool
+
 from hashmatch.batch import HashJob, HashOutcome
 from hashmatch.errors import HashmatchError
 from hashmatch.index.matcher import Matcher
@@ -91,6 +93,7 @@ async def match_upload(
 ) -> MatchResult:
     """Hash ``upload`` for ``matcher``'s version and decide its verdict on that version."""
     outcome = await hash_upload(state, upload, matcher.hash_job(options))
-    result = matcher.verdict(outcome, options)
+    # the search (milliseconds at 10M entries) runs off the event loop, which keeps serving
+    result = await run_in_threadpool(matcher.verdict, outcome, options)
     state.metrics.observe_result(result)
     return result
