@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hashmatch.errors import HashmatchError
+from hashmatch.index.options import MatchOptions
 from hashmatch.registry import resolve_algorithms
 from hashmatch.service.bodies import image_uploads
 from hashmatch.service.matching import (
@@ -64,8 +66,15 @@ Exact = Annotated[bool, Query(description="Hash full-resolution pixels (slower).
 WithHashes = Annotated[bool, Query(description="Return the computed hashes too.")]
 
 
-@router.post("/match", openapi_extra=_IMAGE_BODY)
-async def match_image(
+@dataclass(frozen=True)
+class MatchQuery:
+    """A matching route's query: the options, and whether to return the hashes."""
+
+    options: MatchOptions
+    with_hashes: bool
+
+
+def match_query(
     request: Request,
     algorithms: Algorithms = None,
     threshold: Thresholds = None,
@@ -74,12 +83,10 @@ async def match_image(
     recover: Recover = False,
     exact: Exact = False,
     hashes: WithHashes = False,
-) -> JSONResponse:
-    """Match one image (the body, or one multipart file): the MatchResult as JSON. A failed
-    image answers 4xx with the same body, its ``error`` saying what was wrong."""
-    state = service_state(request)
+) -> MatchQuery:
+    """The switches of ``/v1/match`` and ``/v1/match/batch``, declared once."""
     options = match_options_from_query(
-        state.config,
+        service_state(request).config,
         algorithms=algorithms,
         threshold=threshold,
         dihedral=dihedral,
@@ -87,49 +94,42 @@ async def match_image(
         recover=recover,
         exact=exact,
     )
+    return MatchQuery(options, hashes)
+
+
+Switches = Annotated[MatchQuery, Depends(match_query)]
+
+
+@router.post("/match", openapi_extra=_IMAGE_BODY)
+async def match_image(request: Request, query: Switches) -> JSONResponse:
+    """Match one image (the body, or one multipart file): the MatchResult as JSON. A failed
+    image answers 4xx with the same body, its ``error`` saying what was wrong."""
+    state = service_state(request)
     matcher = state.matcher()
     (upload,) = await image_uploads(request, max_files=1)
-    result = await match_upload(state, matcher, upload, options)
+    result = await match_upload(state, matcher, upload, query.options)
     setattr(request.state, MATCH_COUNT_KEY, len(result.matches))
-    body = result.to_json(with_hashes=hashes)
+    body = result.to_json(with_hashes=query.with_hashes)
     if result.error_kind is not None:
         body["message"] = result.error
     return JSONResponse(body, status_code=error_status(result.error_kind))
 
 
 @router.post("/match/batch", openapi_extra=_IMAGE_BODY)
-async def match_batch(
-    request: Request,
-    algorithms: Algorithms = None,
-    threshold: Thresholds = None,
-    dihedral: Dihedral = True,
-    trim_borders: TrimBorders = True,
-    recover: Recover = False,
-    exact: Exact = False,
-    hashes: WithHashes = False,
-) -> dict[str, Any]:
+async def match_batch(request: Request, query: Switches) -> dict[str, Any]:
     """Match every file of a multipart request: ``{"results": [...]}``, one MatchResult per
     file in the order sent (each with its ``name``); a bad image fails only its own result."""
     state = service_state(request)
-    options = match_options_from_query(
-        state.config,
-        algorithms=algorithms,
-        threshold=threshold,
-        dihedral=dihedral,
-        trim_borders=trim_borders,
-        recover=recover,
-        exact=exact,
-    )
     matcher = state.matcher()
     uploads = await image_uploads(request, max_files=state.config.max_batch)
     results = await asyncio.gather(
-        *(match_upload(state, matcher, upload, options) for upload in uploads)
+        *(match_upload(state, matcher, upload, query.options) for upload in uploads)
     )
     setattr(request.state, MATCH_COUNT_KEY, sum(len(r.matches) for r in results))
-    answers = []
-    for upload, result in zip(uploads, results, strict=True):
-        item = {"name": upload.name, **result.to_json(with_hashes=hashes)}
-        answers.append(item)
+    answers = [
+        {"name": upload.name, **result.to_json(with_hashes=query.with_hashes)}
+        for upload, result in zip(uploads, results, strict=True)
+    ]
     return {"index_version": matcher.version, "results": answers}
 
 
