@@ -229,3 +229,24 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path: Path,
         failures = next(x for x in metrics.splitlines() if x.startswith("hashmatch_index_reload_f"))
         assert float(failures.split()[-1]) >= 1
         assert client.get("/v1/index").json()["reload"]["failures"] >= 1
+
+
+def test_checks_failing_for_longer_than_stale_after_make_the_index_stale(
+    tmp_path: Path, known: KnownIndex
+) -> None:
+    from hashmatch import EntryList, build_index
+    from hashmatch.fixtures.service import wait_until
+
+    index = tmp_path / "index"
+    build_index([EntryList([("pdq", known.pdq[0], "OLD", "1")], name="OLD")], index)
+    config = ServiceConfig(index=index, reload_interval=0.1, stale_after=0.5)
+    with TestClient(create_app(config)) as client:
+        assert client.get("/status").text == "I-AM-ALIVE"
+        (index / "CURRENT").write_text("..\n")  # every check fails from now on
+        wait_until("INDEX-STALE", lambda: client.get("/status").text == "INDEX-STALE", 60)
+        assert client.get("/status").status_code == 503
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no successful index check" in ready.json()["reason"]
+        # still answering on what it has: stale is a warning to the balancer, not an outage
+        lookup = client.post("/v1/lookup", json={"queries": [{"pdq": known.pdq[0]}]})
+        assert lookup.json()["results"][0]["status"] == "match"
