@@ -36,332 +36,53 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# this module runs the phases; beside it, run as a script so its folder is on sys.path:
+# load.py (the load generator), serve_calls.py (what the routes are asked), serve_setup.py
+# (indexes, servers, new versions) and serve_report.py (the lines and tables)
 import argparse
-import contextlib
-import http.client
 import itertools
-import json
-import resource
-import shutil
-import signal
-import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
 
-import httpx
-import numpy as np
-from common import process_memory_mib  # bench/common.py
+from load import CLIENTS, Bounds, Call, Load, cpu_seconds, generate_load, own_cpu_seconds
+from serve_calls import (
+    lookup_batch_calls,
+    match_calls,
+    raw_lookup_calls,
+    raw_lookup_missing,
+    raw_lookup_route,
+)
+from serve_report import (
+    Reloads,
+    Run,
+    print_loads,
+    print_memory,
+    print_reloads,
+    print_targets,
+    row,
+)
+from serve_setup import (
+    Publishing,
+    Served,
+    Server,
+    prepare_index,
+    prepare_reload_index,
+    process_pids,
+    process_tree,
+    publish_versions,
+    tree_memory_mib,
+    write_images,
+)
 
-from hashmatch import EntryList, ListSource, Matcher, build_index, hash_image
-from hashmatch.fixtures.hashlists import flip_bits, random_codes
-from hashmatch.fixtures.service import ServeProcess, jpeg_bytes, serve_process, wait_until
-from hashmatch.index.artifact import current_version, resolve_version
+from hashmatch import Matcher
+from hashmatch.fixtures.service import serve_process
+from hashmatch.index.artifact import resolve_version
 
-IMAGE_SIZE = (1155, 866)  # 1 megapixel
-QUERIES = 1000  # half hits, half misses
-RELOAD_ENTRIES = 20_000
-CACHE_LAYOUT = 1  # bump when what a cached index holds changes
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Served:
-    """An index to serve and what to ask it."""
-
-    index: Path
-    entries: int
-    hits: list[str]
-    misses: list[str]
-
-
-def write_images(work: Path, count: int) -> tuple[list[Path], dict[str, str]]:
-    """``count`` 1 MP JPEGs (cached) and the PDQ of the first half, the known ones, by path."""
-    folder = work / "images"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed in range(1, count + 1):
-        path = folder / f"photo{seed:02d}-{IMAGE_SIZE[0]}.jpg"
-        if not path.is_file():
-            path.write_bytes(jpeg_bytes(seed, IMAGE_SIZE, quality=88))
-        paths.append(path)
-    known = {str(p): hash_image(p, ["pdq"])["pdq"].hex for p in paths[: max(1, count // 2)]}
-    return paths, known
-
-
-def write_list(path: Path, codes: np.ndarray, known: dict[str, str]) -> None:
-    with open(path, "w", encoding="ascii") as file:
-        file.write("algorithm,hash,id\n")
-        file.writelines(f"pdq,{pdq},known-{n}\n" for n, pdq in enumerate(known.values()))
-        for start in range(0, len(codes), 100_000):
-            block = codes[start : start + 100_000]
-            file.writelines(f"pdq,{c.tobytes().hex()},r{start + j}\n" for j, c in enumerate(block))
-
-
-def queries_for(codes: np.ndarray, seed: int) -> tuple[list[str], list[str]]:
-    """Hits (stored codes with 1-8 bits flipped) and misses (fresh random codes)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(codes), size=QUERIES // 2, replace=False)
-    hits = [flip_bits(codes[p], int(rng.integers(1, 9)), rng).tobytes().hex() for p in picks]
-    misses = [code.tobytes().hex() for code in random_codes(QUERIES // 2, seed=seed + 1)]
-    return hits, misses
-
-
-def prepare_index(work: Path, entries: int, known: dict[str, str]) -> Served:
-    """The ``entries``-code index under ``work``, built unless a matching one is cached."""
-    folder = work / f"pdq-{entries}"
-    meta_path = folder / "bench.json"
-    wanted = {"layout": CACHE_LAYOUT, "entries": entries, "known": sorted(known.values())}
-    if meta_path.is_file() and current_version(folder / "index") is not None:
-        meta = json.loads(meta_path.read_text())
-        if {key: meta.get(key) for key in wanted} == wanted:
-            print(f"using the cached {entries:,}-entry index in {folder}", flush=True)
-            return Served(folder / "index", entries, meta["hits"], meta["misses"])
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    codes = random_codes(entries, seed=entries)
-    hits, misses = queries_for(codes, seed=entries + 7)
-    write_list(folder / "list.csv", codes, known)
-    del codes
-    build_index([ListSource(folder / "list.csv", list_name="synthetic")], folder / "index")
-    (folder / "list.csv").unlink()
-    meta_path.write_text(json.dumps({**wanted, "hits": hits, "misses": misses}))
-    print(f"built the {entries:,}-entry index in {time.perf_counter() - started:.0f}s", flush=True)
-    return Served(folder / "index", entries, hits, misses)
-
-
-# -- the load generator -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request, and how to tell a right 200 answer from a wrong one."""
-
-    method: str
-    target: str
-    body: bytes | None = None
-    content_type: str | None = None
-    right: Callable[[bytes], bool] = lambda body: True
-
-
-class StdlibConnection:
-    def __init__(self, base_url: str) -> None:
-        parts = urlsplit(base_url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
-    def send(self, call: Call) -> tuple[int, bytes]:
-        headers = {"content-type": call.content_type} if call.content_type else {}
-        try:
-            self.connection.request(call.method, call.target, body=call.body, headers=headers)
-            response = self.connection.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            self.connection.close()  # the next request reconnects
-            raise
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-class HttpxConnection:
-    def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=30)
-
-    def send(self, call: Call) -> tuple[int, bytes]:
-        headers = {"content-type": call.content_type} if call.content_type else {}
-        answer = self.client.request(call.method, call.target, content=call.body, headers=headers)
-        return answer.status_code, answer.content
-
-    def close(self) -> None:
-        self.client.close()
-
-
-CLIENTS = {"stdlib": StdlibConnection, "httpx": HttpxConnection}
-
-
-@dataclass
-class Load:
-    """What one phase measured."""
-
-    label: str
-    concurrency: int
-    requests: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    """Requests that got no answer, or not a 200."""
-    wrong: int = 0
-    """200 answers that said the wrong thing (a hit not found, a known image not matched)."""
-    problem: str | None = None
-    client_cpu_s: float = float("nan")
-    server_cpu_s: float = float("nan")
-    """CPU of the server's processes (of a library call: this process and its workers)."""
-    hashing_cpu_s: float = float("nan")
-    """Of which the hashing processes'."""
-    server_ms: list[float] = field(default_factory=list)
-    per_process: list[int] = field(default_factory=list)
-    """Requests each server process answered (from the request log)."""
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else float("nan")
-
-    def ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
-
-    def cpu_ms(self, seconds: float) -> float:
-        return seconds * 1e3 / self.requests if self.requests else float("nan")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    requests: int
-    seconds: float
-    warmup: float
-    client: str
-
-
-def generate_load(
-    base_url: str,
-    calls: list[Call],
-    concurrency: int,
-    bounds: Bounds,
-    label: str,
-    stop: threading.Event | None = None,
-) -> Load:
-    """``concurrency`` threads, one connection each, sending ``calls`` in turn until
-    ``bounds.requests`` are sent, ``bounds.seconds`` pass or ``stop`` is set."""
-    load, lock, counter = Load(label, concurrency), threading.Lock(), itertools.count()
-    barrier = threading.Barrier(concurrency + 1)
-    deadline = time.perf_counter() + bounds.seconds + 60  # reset once every thread is ready
-
-    def client(slot: int) -> None:
-        connection = CLIENTS[bounds.client](base_url)
-        latencies, unanswered, errors, wrong, problem = [], 0, 0, 0, None
-        barrier.wait()
-        try:
-            while stop is None or not stop.is_set():
-                number = next(counter)
-                if number >= bounds.requests or time.perf_counter() > deadline:
-                    break
-                call = calls[(number + slot) % len(calls)]
-                started = time.perf_counter()
-                try:
-                    status, body = connection.send(call)
-                except (OSError, http.client.HTTPException, httpx.HTTPError) as exc:
-                    unanswered += 1
-                    problem = problem or f"{type(exc).__name__}: {exc}"
-                    continue
-                latencies.append(time.perf_counter() - started)
-                if status != 200:
-                    errors += 1
-                    problem = problem or f"HTTP {status}: {body[:160]!r}"
-                elif not call.right(body):
-                    wrong += 1
-                    problem = problem or f"wrong answer to {call.target[:50]}: {body[:160]!r}"
-        finally:
-            connection.close()
-            with lock:
-                load.latencies += latencies
-                load.requests += len(latencies) + unanswered
-                load.errors += errors + unanswered
-                load.wrong += wrong
-                load.problem = load.problem or problem
-
-    threads = [threading.Thread(target=client, args=(s,), daemon=True) for s in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    deadline = time.perf_counter() + bounds.seconds
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join(bounds.seconds + 60)
-    load.seconds = time.perf_counter() - started
-    return load
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-    return total
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-# -- the server ---------------------------------------------------------------------------
-
-
-def process_tree(root: int) -> list[tuple[int, str]]:
-    """``root`` (the supervisor) and its descendants, each with its role."""
-    children: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry))
-    found, level = [(root, "supervisor")], [root]
-    for role in ("server process", "hashing process"):
-        level = [child for pid in level for child in children.get(pid, [])]
-        for pid in level:
-            with contextlib.suppress(OSError):
-                tracker = b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                found.append((pid, "resource tracker" if tracker else role))
-    return found
-
-
-def process_pids(root: int) -> list[int]:
-    return [pid for pid, _ in process_tree(root)]
-
-
-class Server:
-    """A running ``hashmatch serve``, once every server process serves the index."""
-
-    def __init__(self, process: ServeProcess, workers: int) -> None:
-        self.base_url, self.pid, self.log_path = (
-            process.base_url,
-            process.process.pid,
-            process.log_path,
-        )
-        wait_until(
-            f"{workers} server processes serving the index",
-            lambda: process.log().count("serving index version") >= workers,
-        )
-
-    def pids(self) -> list[int]:
-        return process_pids(self.pid)
-
-    def logged(self, offset: int, route: str) -> list[tuple[int, float]]:
-        """(server process, ms) of ``route``'s requests logged past ``offset``."""
-        with open(self.log_path, "rb") as log:
-            log.seek(offset)
-            lines = log.read().decode(errors="replace").splitlines()
-        found = []
-        for line in lines:
-            _, _, message = line.partition("hashmatch.service.requests[")
-            with contextlib.suppress(ValueError, KeyError):
-                pid, message = message.split("]: ", 1)
-                record = json.loads(message)
-                if record["route"] == route:
-                    found.append((int(pid), float(record["ms"])))
-        return found
-
-    def version(self) -> str:
-        return str(httpx.get(self.base_url + "/v1/index", timeout=10).json()["version"])
+# -- the phases ---------------------------------------------------------------------------
 
 
 def measured(
@@ -386,80 +107,6 @@ def measured(
     load.per_process = sorted(Counter(pid for pid, _ in logged).values(), reverse=True)
     print(row(load), flush=True)
     return load
-
-
-# -- what the routes are asked ------------------------------------------------------------
-
-
-def found_in(body: bytes) -> list[bool]:
-    """Per query, whether a raw_lookup or /v1/lookup answer found something."""
-    answer = json.loads(body)
-    if "results" in answer:
-        return [bool(result["matches"]) for result in answer["results"]]
-    return [bool(answer["matches"])]
-
-
-def raw_lookup_calls(served: Served, stand_in: bool) -> list[Call]:
-    calls = []
-    for hit, miss in zip(served.hits, served.misses, strict=True):
-        for code, expected in ((hit, [True]), (miss, [False])):
-            right = lambda body, e=expected: found_in(body) == e  # noqa: E731
-            if stand_in:
-                body = json.dumps({"queries": [{"pdq": code}]}).encode()
-                calls.append(Call("POST", "/v1/lookup", body, "application/json", right))
-            else:
-                target = "/m/raw_lookup?" + urlencode({"signal": code, "signal_type": "pdq"})
-                calls.append(Call("GET", target, right=right))
-    return calls
-
-
-def lookup_batch_calls(served: Served, per_request: int = 100) -> list[Call]:
-    calls, half = [], per_request // 2
-    for start in range(0, len(served.hits) - half + 1, half):
-        pairs = zip(
-            served.hits[start : start + half], served.misses[start : start + half], strict=True
-        )
-        codes = [code for pair in pairs for code in pair]
-        expected = [number % 2 == 0 for number in range(len(codes))]
-        body = json.dumps({"queries": [{"pdq": code} for code in codes]}).encode()
-        right = lambda body, e=expected: found_in(body) == e  # noqa: E731
-        calls.append(Call("POST", "/v1/lookup", body, "application/json", right))
-    return calls
-
-
-def match_calls(paths: list[Path], known: dict[str, str], versions: set[str]) -> list[Call]:
-    """/v1/match of each JPEG; the versions that answered are added to ``versions``."""
-
-    def right(body: bytes, expected: str) -> bool:
-        answer = json.loads(body)
-        versions.add(answer["index_version"])
-        return bool(answer["status"] == expected)
-
-    return [
-        Call(
-            "POST",
-            "/v1/match",
-            path.read_bytes(),
-            "image/jpeg",
-            lambda body, e="match" if str(path) in known else "no_match": right(body, e),
-        )
-        for path in paths
-    ]
-
-
-def raw_lookup_missing(base_url: str, served: Served) -> bool:
-    query = urlencode({"signal": served.hits[0], "signal_type": "pdq"})
-    return httpx.get(f"{base_url}/m/raw_lookup?{query}", timeout=10).status_code == 404
-
-
-def raw_lookup_route(stand_in: bool) -> tuple[str, str]:
-    """The rows' label and the route template the request log names."""
-    if stand_in:
-        return "raw_lookup (404; POST /v1/lookup, 1 query, stands in)", "/v1/lookup"
-    return "GET /m/raw_lookup", "/m/raw_lookup"
-
-
-# -- the phases ---------------------------------------------------------------------------
 
 
 def library_loads(
@@ -530,36 +177,6 @@ def serve_loads(
     return loads, stand_in
 
 
-def publish(index: Path, listing: Path, number: int) -> None:
-    """One new version: the same list and one entry of its own (run in a child process, as a
-    separate rebuild job would)."""
-    extra = random_codes(1, seed=10_000 + number)[0].tobytes().hex()
-    entries = EntryList([("pdq", extra, None, f"extra-{number}")], name="extra")
-    build_index([ListSource(listing, list_name="synthetic"), entries], index)
-
-
-@dataclass
-class Reloads:
-    loads: list[Load]
-    first: str
-    last: str
-    published: list[str]
-    seen_after: list[float]
-    """Seconds from starting a build to every poll of /v1/index answering its version."""
-    answering: int
-    """Versions that answered /v1/match requests."""
-    problems: list[str]
-
-    @property
-    def failures(self) -> int:
-        return sum(load.errors + load.wrong for load in self.loads)
-
-    @property
-    def passed(self) -> bool:
-        changed = bool(self.published) and self.first != self.last == self.published[-1]
-        return self.failures == 0 and changed and not self.problems
-
-
 def reload_phase(
     work: Path,
     workers: int,
@@ -572,13 +189,7 @@ def reload_phase(
     """raw_lookup (concurrency 8) and /v1/match (concurrency 2) while ``count`` versions of a
     small index are published, one a second at most; SIGHUP after every other one, the rest
     found by the one-second reload check."""
-    folder = work / "reload"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    codes = random_codes(RELOAD_ENTRIES, seed=3)
-    served = Served(folder / "index", RELOAD_ENTRIES, *queries_for(codes, seed=4))
-    write_list(folder / "list.csv", codes, known)
-    publish(served.index, folder / "list.csv", 0)
+    served, listing = prepare_reload_index(work / "reload", known)
     arguments = (
         "--workers",
         str(workers),
@@ -587,42 +198,12 @@ def reload_phase(
         "--reload-interval",
         "1",
     )
-    published: list[str] = []
-    seen_after: list[float] = []
-    problems: list[str] = []
+    publishing = Publishing()
     versions: set[str] = set()
     stop = threading.Event()
-    with serve_process(served.index, *arguments, log_dir=folder) as process:
+    with serve_process(served.index, *arguments, log_dir=listing.parent) as process:
         server = Server(process, workers)
         first = server.version()
-
-        def publisher() -> None:
-            try:
-                for number in range(1, count + 1):
-                    started = time.monotonic()
-                    command = [sys.executable, __file__, "--publish", str(served.index)]
-                    subprocess.run(
-                        [*command, str(folder / "list.csv"), str(number)],
-                        check=True,
-                        capture_output=True,
-                    )
-                    published.append(str(current_version(served.index)))
-                    if number % 2:
-                        os.kill(server.pid, signal.SIGHUP)
-                    polls, deadline = 0, time.monotonic() + 10
-                    while polls < 4 * workers and time.monotonic() < deadline:  # every process
-                        polls = polls + 1 if server.version() == published[-1] else 0
-                        time.sleep(0.02)
-                    if polls < 4 * workers:
-                        problems.append(f"version {published[-1]} not served within 10 s")
-                    seen_after.append(time.monotonic() - started)
-                    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
-            except Exception as exc:  # reported with the phase
-                problems.append(f"publishing: {type(exc).__name__}: {exc}")
-            finally:
-                time.sleep(1.0)
-                stop.set()
-
         stand_in = raw_lookup_missing(server.base_url, served)
         label, _ = raw_lookup_route(stand_in)
         long = Bounds(10**9, 30.0 * count, 0, bounds.client)  # ``stop`` ends them
@@ -637,7 +218,8 @@ def reload_phase(
             loads.append(generate_load(server.base_url, calls, concurrency, long, during, stop))
 
         threads = [threading.Thread(target=run_load, args=plan) for plan in plans]
-        threads.append(threading.Thread(target=publisher))
+        publisher = (server, served.index, listing, count, stop, publishing)
+        threads.append(threading.Thread(target=publish_versions, args=publisher))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -645,191 +227,22 @@ def reload_phase(
         last = server.version()
     for load in loads:
         print(row(load), flush=True)
-    return Reloads(loads, first, last, published, seen_after, len(versions), problems)
-
-
-# -- output -------------------------------------------------------------------------------
-
-
-def row(load: Load) -> str:
-    return (
-        f"{load.label:52} c={load.concurrency:<2} {load.requests:>7} in {load.seconds:5.1f}s"
-        f" {load.rate:8.1f}/s p50 {load.ms(50):7.2f}ms p99 {load.ms(99):7.2f}ms"
-        f" errors {load.errors} wrong {load.wrong}"
-        + (f"  first problem: {load.problem}" if load.problem else "")
+    return Reloads(
+        loads,
+        first,
+        last,
+        publishing.published,
+        publishing.seen_after,
+        len(versions),
+        publishing.problems,
     )
-
-
-def number(value: float, digits: int = 2) -> str:
-    return "-" if value != value else f"{value:,.{digits}f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    print("\n| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for cells in rows:
-        print("| " + " | ".join(cells) + " |")
-
-
-@dataclass
-class Run:
-    """Everything measured, for the tables."""
-
-    hash_workers: dict[int, int]
-    loads: list[tuple[int, int, Load]] = field(default_factory=list)  # entries, workers, load
-    library: dict[int, tuple[Load, Load]] = field(default_factory=dict)  # lookup, match_many
-    memory: dict[int, list[tuple[int, str, float, float]]] = field(default_factory=dict)
-    reloads: dict[int, Reloads] = field(default_factory=dict)
-    stand_in: bool = False
-
-    def shape(self, workers: int) -> str:
-        return f"{workers} x {self.hash_workers[workers]}"
-
-    def find(self, entries: int, workers: int, route: str, concurrency: int) -> Load | None:
-        for e, w, load in self.loads:
-            if (e, w, load.concurrency) == (entries, workers, concurrency) and route in load.label:
-                return load
-        return None
-
-
-def print_loads(run: Run, client: str) -> None:
-    print(
-        f"\nThis machine's {os.cpu_count()} cores run the server and this load generator (one"
-        f" thread and one keep-alive {client} connection per concurrent client) together: CPU"
-        " ms/request of each side are columns (the server's: all its processes, the hashing"
-        " ones also apart). Processes: server processes x hashing"
-        " processes each. Latency percentiles over each phase's requests; server log ms: the"
-        " median of the server's own request-log times."
-    )
-    header = "entries,route,processes,concurrency,requests,requests/s,p50 ms,p99 ms,errors"
-    header += ",wrong,server log ms,requests by process,server CPU ms/req,of which hashing"
-    header += ",client CPU ms/req"
-    rows = []
-    for entries, workers, load in run.loads:
-        total = sum(load.per_process)
-        shares = " / ".join(f"{n / total:.0%}" for n in load.per_process) if total else "-"
-        server_ms = statistics.median(load.server_ms) if load.server_ms else float("nan")
-        rows.append(
-            [
-                *(f"{entries:,}", load.label, run.shape(workers), str(load.concurrency)),
-                *(f"{load.requests:,}", number(load.rate, 1), number(load.ms(50))),
-                *(number(load.ms(99)), str(load.errors), str(load.wrong), number(server_ms)),
-                *(shares, number(load.cpu_ms(load.server_cpu_s))),
-                number(load.cpu_ms(load.hashing_cpu_s)),
-                number(load.cpu_ms(load.client_cpu_s)),
-            ]
-        )
-    table(header.split(","), rows)
-    rows = []
-    for entries, pair in run.library.items():
-        for load in pair:
-            rows.append([f"{entries:,}", load.label, number(load.rate, 1)])
-            rows[-1] += [number(load.ms(50), 3), number(load.ms(99), 3), str(load.wrong)]
-            rows[-1].append(number(load.cpu_ms(load.server_cpu_s), 3))
-    table(
-        [
-            "entries",
-            "library, in this process",
-            "calls or images/s",
-            "p50 ms",
-            "p99 ms",
-            "wrong",
-            "CPU ms/call",
-        ],
-        rows,
-    )
-    rows = []
-    for entries, workers in sorted({(e, w) for e, w, _ in run.loads}):
-        lookup, many = run.library[entries]
-        cells = [(run.find(entries, workers, "raw_lookup", c), lookup) for c in (1, 16)]
-        cells += [(run.find(entries, workers, "/v1/match", c), many) for c in (2, 4)]
-        ratios = ["-" if load is None else f"{load.rate / base.rate:.2f}x" for load, base in cells]
-        rows.append([f"{entries:,}", run.shape(workers), *ratios])
-    header = "entries,processes,raw_lookup c=1 / Matcher.lookup,raw_lookup c=16 / Matcher.lookup"
-    table([*header.split(","), "/v1/match c=2 / match_many", "/v1/match c=4 / match_many"], rows)
-
-
-def print_memory(run: Run, entries: int, disk_mib: float) -> None:
-    print(
-        f"\nMemory (MiB), {entries:,}-entry index ({disk_mib:.0f} MiB on disk), after its phases:"
-    )
-    rows, totals = [], {}
-    for workers, processes in sorted(run.memory.items()):
-        roles: dict[str, list[tuple[float, float]]] = {}
-        for _, role, rss, pss in processes:
-            roles.setdefault(role, []).append((rss, pss))
-        for role, values in roles.items():
-            each = [" / ".join(f"{v[i]:.0f}" for v in values) for i in (0, 1)]
-            sums = [f"{sum(v[i] for v in values):.0f}" for i in (0, 1)]
-            rows.append([run.shape(workers), role, str(len(values)), *each, *sums])
-        totals[workers] = [sum(p[i] for p in processes) for i in (2, 3)]
-        rows.append([run.shape(workers), "all", str(len(processes)), "", ""])
-        rows[-1] += [f"{total:.0f}" for total in totals[workers]]
-    table(["processes", "role", "count", "VmRSS each", "Pss each", "VmRSS sum", "Pss sum"], rows)
-    if 1 in totals and 2 in totals:
-        rss, pss = (totals[2][i] - totals[1][i] for i in (0, 1))
-        print(
-            f"\nOne more server process: {rss:+.0f} MiB summed VmRSS, {pss:+.0f} MiB summed Pss"
-            " (as many hashing processes both times; VmRSS counts the shared, memory-mapped"
-            " index pages in every process that touched them, Pss splits them)."
-        )
-
-
-def print_reloads(run: Run) -> None:
-    rows = []
-    for workers, result in sorted(run.reloads.items()):
-        for load in result.loads:
-            rows.append([f"{RELOAD_ENTRIES:,}", load.label, run.shape(workers)])
-            rows[-1] += [str(load.concurrency), f"{load.requests:,}", number(load.rate, 1)]
-            rows[-1] += [number(load.ms(50)), number(load.ms(99)), str(load.errors)]
-            rows[-1].append(str(load.wrong))
-    header = "entries,route,processes,concurrency,requests,requests/s,p50 ms,p99 ms,errors,wrong"
-    table(header.split(","), rows)
-    for workers, result in sorted(run.reloads.items()):
-        seen = result.seen_after or [float("nan")]
-        print(
-            f"\nReloads, {run.shape(workers)}: {len(result.published)} versions published under"
-            f" load; /v1/index said {result.first} before, {result.last} after; each new version"
-            f" answered every /v1/index poll {number(statistics.median(seen))} s (median;"
-            f" {number(max(seen))} s max) after its build started; {result.answering} versions"
-            f" answered /v1/match; errors + wrong answers: {result.failures}"
-        )
-        for problem in result.problems:
-            print(f"  problem: {problem}")
-
-
-def print_targets(run: Run, entries: int) -> None:
-    note = "" if entries >= 10_000_000 else f" (at {entries:,}; the target is for 10M)"
-    note += " (/v1/lookup, 1 query, stood in)" if run.stand_in else ""
-    rows: list[list[str]] = []
-
-    def target(what: str, measured: str, passed: bool) -> None:
-        rows.append([what, measured, "PASS" if passed else "FAIL"])
-
-    for workers in sorted(run.hash_workers):
-        shape = f"{workers} server process{'es' if workers > 1 else ''}"
-        raw = run.find(entries, workers, "raw_lookup", 16)
-        if raw is not None:
-            rate, p99 = raw.rate, raw.ms(99)
-            target(f"raw_lookup c=16, {shape}: >= 2,000/s{note}", f"{rate:,.0f}/s", rate >= 2000)
-            target(f"raw_lookup c=16, {shape}: p99 <= 10 ms{note}", f"{p99:.2f} ms", p99 <= 10)
-        many = run.library[entries][1].rate
-        found = (run.find(entries, workers, "/v1/match", c) for c in (2, 4))
-        best = max((load.rate for load in found if load is not None), default=0.0)
-        measured = f"{best / many:.2f}x ({best:.1f} / {many:.1f} images/s)"
-        target(f"/v1/match (c=2 or 4), {shape}: >= 0.8x match_many", measured, best >= 0.8 * many)
-        if workers in run.reloads:
-            reloads = run.reloads[workers]
-            measured = f"{reloads.failures} errors, {reloads.first[-6:]} -> {reloads.last[-6:]}"
-            what = f"{len(reloads.published)} reloads under load, {shape}: no errors, new version"
-            target(what, measured, reloads.passed)
-    table(["target", "measured", "result"], rows)
 
 
 # -- main ---------------------------------------------------------------------------------
 
 
 def parse_arguments() -> argparse.Namespace:
+    """The options; ``--quick`` overrides the sizes and shortens the phases."""
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -873,7 +286,6 @@ def parse_arguments() -> argparse.Namespace:
         default="stdlib",
         help="http.client or httpx connections [%(default)s]",
     )
-    add("--publish", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.seconds, args.warmup = (
@@ -885,11 +297,9 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def main() -> None:
+    """The library, then every server-process count at every size, then the reloads; the
+    tables last, so the phases' lines show progress and the tables read as one report."""
     args = parse_arguments()
-    if args.publish:
-        index, listing, version = args.publish
-        publish(Path(index), Path(listing), int(version))
-        return
     sizes = sorted(int(size) for size in args.sizes.split(",") if size)
     cores = os.cpu_count() or 1
     run = Run(
@@ -913,10 +323,7 @@ def main() -> None:
                 run.loads += [(entries, workers, load) for load in loads]
                 run.stand_in = run.stand_in or stand_in
                 if entries == sizes[-1]:
-                    run.memory[workers] = [
-                        (pid, role, *process_memory_mib(pid))
-                        for pid, role in process_tree(server.pid)
-                    ]
+                    run.memory[workers] = tree_memory_mib(server.pid)
     for workers, hashing in run.hash_workers.items():
         print(f"-- {args.reloads} reloads under load, {workers} server process(es)", flush=True)
         run.reloads[workers] = reload_phase(
