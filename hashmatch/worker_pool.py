@@ -63,13 +63,8 @@ class WorkerPool(Generic[Item, Result]):
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        self._started = threading.Event()
         self._thread = threading.Thread(target=self._dispatch, name="hashmatch-pool", daemon=True)
         self._thread.start()
-
-    @property
-    def workers(self) -> int:
-        return self._size
 
     def submit(self, item: Item) -> Future[Result]:
         """Queue ``item``; the future holds ``function(item)`` (or ``crashed(...)``)."""

@@ -149,8 +149,7 @@ class Matcher:
         worker process) and passing the outcome to :meth:`verdict`. ``pixels_only`` leaves
         out md5/sha256 (a PIL image has no file bytes)."""
         chosen = match_options(options, switches)
-        source: Source = Image.new("L", (1, 1)) if pixels_only else b""
-        return chosen.hash_job(_algorithms_for(self._snapshot, source, chosen))
+        return chosen.hash_job(_algorithms_for(self._snapshot, pixels_only, chosen))
 
     def info(self) -> dict[str, Any]:
         """The loaded version: when it was built and loaded, per algorithm its entries, codes,
@@ -230,7 +229,8 @@ class Matcher:
         """
         chosen = match_options(options, switches)
         snapshot = self._snapshot  # read once: what is hashed and what is searched agree
-        job = chosen.hash_job(_algorithms_for(snapshot, source, chosen))
+        pixels_only = isinstance(source, Image.Image)
+        job = chosen.hash_job(_algorithms_for(snapshot, pixels_only, chosen))
         return verdict(snapshot, hash_file(source, job), chosen.thresholds, chosen.dihedral)
 
     def match_many(
@@ -276,7 +276,7 @@ class Matcher:
                 if key not in jobs:
                     if any(version != snapshot.version for version, _ in jobs):
                         jobs.clear()  # a reload: the old version's jobs are done with
-                    jobs[key] = options.hash_job(_algorithms_for(snapshot, source, options))
+                    jobs[key] = options.hash_job(_algorithms_for(snapshot, key[1], options))
                 in_flight[number] = (_label(number, source), snapshot)
                 # the source travels to the worker; its hashes travel back
                 yield number, source, jobs[key]
@@ -323,14 +323,14 @@ class Matcher:
 
 
 def _algorithms_for(
-    snapshot: LoadedIndex, source: Source, options: MatchOptions
+    snapshot: LoadedIndex, pixels_only: bool, options: MatchOptions
 ) -> tuple[str, ...]:
-    """The options' algorithms, else the index's less md5/sha256 for a PIL image (it has no
-    file bytes)."""
+    """The options' algorithms, else the index's less md5/sha256 when there are only pixels
+    (a PIL image has no file bytes)."""
     if options.algorithms is not None:
         return tuple(options.algorithms)
     names = tuple(snapshot.algorithms)
-    if isinstance(source, Image.Image):
+    if pixels_only:
         names = tuple(n for n in names if get_algorithm(n).needs_pixels) or names
     return names
 

@@ -8,7 +8,6 @@ through :func:`service_state`. Errors a route raises as :class:`ServiceError` be
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -42,7 +41,6 @@ class ServiceState:
     hasher: UploadHasher
     tokens: TokenSet
     metrics: ServiceMetrics
-    started_at: float
 
     @classmethod
     def start(cls, config: ServiceConfig, metrics: ServiceMetrics) -> ServiceState:
@@ -50,7 +48,7 @@ class ServiceState:
         watch = IndexWatch(config, on_update=metrics.observe_index)
         hasher = UploadHasher(config.hash_workers, config.time_limit, config.max_waiting)
         watch.start()
-        return cls(config, watch, hasher, tokens, metrics, time.time())
+        return cls(config, watch, hasher, tokens, metrics)
 
     def stop(self) -> None:
         self.watch.stop()
