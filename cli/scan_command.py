@@ -7,11 +7,10 @@ match, 2 errors occurred and nothing matched, 130 interrupted.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -36,10 +35,11 @@ from hashmatch.cli.output import (
     print_error,
     stderr_console,
 )
-from hashmatch.cli.progress import BatchProgress, discover_in_background
-from hashmatch.errors import HashmatchError, WorkerError
-from hashmatch.index.results import MatchResult
-from hashmatch.walking import SkipCount, walk_images
+from hashmatch.cli.progress import BatchProgress
+from hashmatch.cli.scan_engines import Engine, LocalEngine, RayEngine, ScanEngine, ScanInput
+from hashmatch.cluster.pipeline import DEFAULT_BATCH_SIZE
+from hashmatch.errors import ClusterError, HashmatchError, WorkerError
+from hashmatch.index.scan_records import RecordStyle, record_columns, restyled
 
 
 @dataclass
@@ -96,13 +96,37 @@ def scan_command(
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress bar or summary.")
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="local: worker processes here; ray: a Ray cluster (needs hashmatch[ray]).",
+        ),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            envvar="RAY_ADDRESS",
+            help="The Ray cluster to join (auto, HOST:6379, ray://HOST:10001)"
+            " [default: start a local Ray].",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors", min=1, help="Ray actors hashing (each takes a CPU) [default: every CPU]."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Files per Ray actor call.")
+    ] = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Scan images against an index: one record per file (exit 0 clean, 1 match, 2 errors).
 
     Exit codes: 0 no match, 1 at least one match, 2 errors occurred and nothing matched,
     130 interrupted (records so far are kept and the summary printed).
     """
-    from hashmatch.index.matcher import Matcher
     from hashmatch.index.options import MatchOptions
 
     names = parse_algorithms(algorithms) if algorithms else None
@@ -118,12 +142,23 @@ def scan_command(
     )
     fmt, output, done = _output_plan(output_format, output, resume)
     console = stderr_console()
+    scan = ScanInput(paths, recursive, follow_symlinks, done, with_hashes)
     try:
-        matcher = Matcher.open(index)
+        source: ScanEngine
+        if engine == Engine.ray:
+            source = RayEngine(
+                index, scan, options, address=ray_address, actors=actors, batch_size=batch_size
+            )
+        else:
+            source = LocalEngine(index, scan, options, workers)
     except HashmatchError as exc:
         print_error(exc)
         raise typer.Exit(ExitCode.FAILED) from None
-    columns = _columns(matcher.algorithms if names is None else list(names), with_hashes, fmt)
+    style: RecordStyle = "table" if fmt == OutputFormat.table else "nested"
+    if fmt == OutputFormat.csv:
+        style = "flat"
+    chosen = source.algorithms if names is None else list(names)
+    columns = record_columns(chosen, with_hashes, style)
     writer = open_writer(
         fmt,
         columns,
@@ -134,31 +169,25 @@ def scan_command(
     tally = ScanTally(resumed=len(done))
     started = time.monotonic()
     interrupted = False
-    stopped: WorkerError | None = None
+    stopped: HashmatchError | None = None
     with BatchProgress("scanning", ["matched", "errors"], enabled=not quiet) as progress:
-        walk = walk_images(paths, recursive=recursive, follow_symlinks=follow_symlinks)
-        skips = SkipCount()
-        found = skips.without_skipped(discover_in_background(walk, progress))
-        entries = (entry for entry in found if entry.path not in done)
         try:
-            for result in matcher.match_many(entries, options, workers=workers):
-                record = _record(str(result.source), result, with_hashes, fmt)
+            for record in source.records(progress):
+                status = record["status"]
                 tally.files += 1
-                tally.matched += result.status == "match"
-                tally.low_quality += result.status == "low_quality"
-                tally.errors += result.status == "error"
-                if fmt != OutputFormat.table or result.status in ("match", "error"):
-                    writer.write(record)
-                progress.advance(
-                    matched=int(result.status == "match"), errors=int(result.status == "error")
-                )
+                tally.matched += status == "match"
+                tally.low_quality += status == "low_quality"
+                tally.errors += status == "error"
+                if fmt != OutputFormat.table or status in ("match", "error"):
+                    writer.write(restyled(record, style) if style != "nested" else record)
+                progress.advance(matched=int(status == "match"), errors=int(status == "error"))
         except KeyboardInterrupt:
             interrupted = True
-        except WorkerError as exc:  # workers keep dying: what was scanned is written
+        except (WorkerError, ClusterError) as exc:  # what was scanned is written
             stopped = exc
         finally:
             writer.close()
-    tally.skipped = skips.count
+    tally.skipped = source.skipped
     if stopped is not None:
         print_error(stopped)
     ended = "interrupted after" if interrupted else "stopped after" if stopped else "scanned"
@@ -201,42 +230,6 @@ def _recorded_paths(path: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue
     return done
-
-
-def _columns(algorithms: list[str], with_hashes: bool, fmt: OutputFormat) -> list[str]:
-    columns = ["path", "status", "matches", "error"]
-    if with_hashes:
-        columns += ["hashes"] if fmt == OutputFormat.jsonl else list(algorithms)
-        columns.append("pdq_quality")
-    return columns
-
-
-def _record(path: str, result: MatchResult, with_hashes: bool, fmt: OutputFormat) -> dict[str, Any]:
-    """One file's record: ``matches`` as objects (jsonl, csv as JSON) or a summary (table)."""
-    matches: Any = [
-        {key: value for key, value in m.to_json().items() if key != "variant" or value}
-        for m in result.matches
-    ]
-    if fmt == OutputFormat.table:
-        matches = "; ".join(
-            f"{m.list}/{m.entry_id} ({m.algorithm} {m.distance}"
-            + (f", {m.variant})" if m.variant else ")")
-            for m in result.matches
-        )
-    record: dict[str, Any] = {
-        "path": os.fspath(path),
-        "status": result.status,
-        "matches": matches,
-        "error": result.error,
-    }
-    if with_hashes:
-        hashes = {name: h.hex for name, h in result.hashes.items()}
-        if fmt == OutputFormat.jsonl:
-            record["hashes"] = hashes
-        else:
-            record.update(hashes)
-        record["pdq_quality"] = result.quality
-    return record
 
 
 def _summary(console: Console, tally: ScanTally, elapsed: float, head: str) -> None:

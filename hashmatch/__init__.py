@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hashmatch.errors import (
     AuthenticationError,
+    ClusterError,
     EvaluationError,
     HashFormatError,
     HashListError,
@@ -23,6 +24,7 @@ from hashmatch.errors import (
     IndexBuildError,
     IndexFormatError,
     IndexIntegrityError,
+    IndexVersionError,
     OptionError,
     ServiceCallError,
     ServiceUnavailableError,
@@ -92,6 +94,7 @@ __all__ = [
     "BuildReport",
     "EntryList",
     "AuthenticationError",
+    "ClusterError",
     "EvaluationError",
     "Hash",
     "HashFormatError",
@@ -101,6 +104,7 @@ __all__ = [
     "IndexBuildError",
     "IndexFormatError",
     "IndexIntegrityError",
+    "IndexVersionError",
     "ImageDecodeError",
     "ImageError",
     "ImageLimits",

@@ -29,10 +29,13 @@ __all__ = [
     "DeferredSource",
     "HashJob",
     "HashOutcome",
+    "HashTask",
     "crashed_outcome",
+    "crashed_task",
     "failed_outcome",
     "hash_file",
     "hash_files",
+    "hash_task",
 ]
 
 
@@ -169,11 +172,17 @@ def hash_file(source: ImageSource | WalkEntry | DeferredSource, job: HashJob) ->
     return HashOutcome(path, result)
 
 
-def _hash_task(task: tuple[str | WalkEntry, HashJob]) -> HashOutcome:
+HashTask = tuple[ImageSource | WalkEntry | DeferredSource, HashJob]
+"""One source and what to compute: what worker pools hashing files are given."""
+
+
+def hash_task(task: HashTask) -> HashOutcome:
+    """:func:`hash_file` on a task: the function a worker pool runs."""
     return hash_file(*task)
 
 
-def _crashed_task(task: tuple[str | WalkEntry, HashJob], crash: WorkerCrash) -> HashOutcome:
+def crashed_task(task: HashTask, crash: WorkerCrash) -> HashOutcome:
+    """The outcome of a task whose worker died on it (a pool's ``crashed``)."""
     return crashed_outcome(task[0], crash)
 
 
@@ -193,10 +202,10 @@ def hash_files(
     """
     tasks = ((item, job) for item in items)
     return parallel_map(
-        _hash_task,
+        hash_task,
         tasks,
         workers=workers,
         ordered=ordered,
-        crashed=_crashed_task,
+        crashed=crashed_task,
         time_limit=job.time_limit,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ClusterError",
     "EvaluationError",
     "HashFormatError",
     "HashListError",
@@ -15,6 +16,7 @@ __all__ = [
     "IndexBuildError",
     "IndexFormatError",
     "IndexIntegrityError",
+    "IndexVersionError",
     "ImageDecodeError",
     "ImageError",
     "ImageReadError",
@@ -118,6 +120,11 @@ class IndexBuildError(HashmatchError):
     """A build that was refused (bad configuration, empty result, another build running)."""
 
 
+class IndexVersionError(HashmatchError):
+    """A machine of a cluster scan does not hold the index version the scan started on (or
+    holds a different copy under its name): refused, so one scan never mixes versions."""
+
+
 class EvaluationError(HashmatchError):
     """An evaluation that cannot run: no known image could be hashed, or an algorithm it
     cannot measure."""
@@ -128,6 +135,11 @@ class WorkerError(HashmatchError):
 
     One file that crashes its worker is not this: it becomes that file's ``crashed`` error
     record. This is raised when workers die again and again without finishing any file."""
+
+
+class ClusterError(HashmatchError):
+    """A cluster scan that cannot run: Ray is not installed, the cluster cannot be reached,
+    or the scan failed there (the message says what the cluster reported)."""
 
 
 class ServiceCallError(HashmatchError):

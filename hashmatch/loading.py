@@ -45,6 +45,7 @@ __all__ = [
     "ImageSource",
     "LoadedImage",
     "OpenedImage",
+    "check_byte_size",
     "load_image",
     "open_image",
 ]
@@ -255,7 +256,7 @@ def _open_pil(image: Image.Image, exact: bool, grey: bool, limits: ImageLimits) 
 def _read_source(source: ImageSource, limits: ImageLimits) -> tuple[str, bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        _check_bytes("<bytes>", len(data), limits)
+        check_byte_size("<bytes>", len(data), limits)
         return "<bytes>", data
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -269,7 +270,7 @@ def _read_source(source: ImageSource, limits: ImageLimits) -> tuple[str, bytes]:
             raise ImageReadError(name, _describe(exc)) from None
         if not isinstance(data, bytes):
             raise ImageReadError(name, "file object must be opened in binary mode")
-        _check_bytes(name, len(data), limits)
+        check_byte_size(name, len(data), limits)
         return name, data
     kind = type(source).__name__
     raise ImageReadError(
@@ -294,18 +295,19 @@ def _read_path(path: str, limits: ImageLimits) -> bytes:
             raise ImageReadError(path, "is a directory")
         if not stat.S_ISREG(info.st_mode):
             raise ImageReadError(path, "not a regular file")
-        _check_bytes(path, info.st_size, limits)
+        check_byte_size(path, info.st_size, limits)
         with os.fdopen(fd, "rb", closefd=False) as file:
             data = file.read(limits.max_bytes + 1)
     except OSError as exc:
         raise ImageReadError(path, _describe(exc)) from None
     finally:
         os.close(fd)
-    _check_bytes(path, len(data), limits)
+    check_byte_size(path, len(data), limits)
     return data
 
 
-def _check_bytes(name: str, size: int, limits: ImageLimits) -> None:
+def check_byte_size(name: str, size: int, limits: ImageLimits) -> None:
+    """ImageTooLargeError when ``size`` bytes are over the limit (checked before reading)."""
     if size > limits.max_bytes:
         raise ImageTooLargeError(
             name, f"{size} bytes exceeds the limit of {limits.max_bytes} bytes"

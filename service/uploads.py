@@ -13,9 +13,8 @@ import asyncio
 import io
 from dataclasses import dataclass
 
-from hashmatch.batch import DeferredSource, HashJob, HashOutcome, crashed_outcome, hash_file
+from hashmatch.batch import DeferredSource, HashJob, HashOutcome, HashTask, crashed_task, hash_task
 from hashmatch.errors import WorkerError
-from hashmatch.parallel import WorkerCrash
 from hashmatch.worker_pool import WorkerPool
 
 __all__ = ["ServerBusy", "Upload", "UploadHasher"]
@@ -50,10 +49,10 @@ class UploadHasher:
     for a bad image; :class:`ServerBusy` when too many uploads wait already."""
 
     def __init__(self, workers: int, time_limit: float | None, max_waiting: int) -> None:
-        self._pool: WorkerPool[tuple[Upload, HashJob], HashOutcome] = WorkerPool(
-            _hash_upload,
+        self._pool: WorkerPool[HashTask, HashOutcome] = WorkerPool(
+            hash_task,
             workers=workers,
-            crashed=_crashed_upload,
+            crashed=crashed_task,
             time_limit=time_limit,
             max_waiting=max_waiting,
         )
@@ -68,11 +67,3 @@ class UploadHasher:
     def close(self) -> None:
         self._pool.close()
 
-
-def _hash_upload(task: tuple[Upload, HashJob]) -> HashOutcome:
-    upload, job = task
-    return hash_file(upload, job)
-
-
-def _crashed_upload(task: tuple[Upload, HashJob], crash: WorkerCrash) -> HashOutcome:
-    return crashed_outcome(task[0], crash)

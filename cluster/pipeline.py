@@ -1,0 +1,135 @@
+"""The Ray Data pipeline of a cluster scan: listed files in, flat scan records out.
+
+The listing goes into the dataset from the driver (``from_items``: no read tasks), and one
+actor stage turns it into records. That shape is what makes the sizing safe: Ray Data hangs
+when actors hold every CPU and tasks of another stage wait for one, and this pipeline has no
+other stage, so its default takes every CPU of the cluster, one actor per CPU. A pipeline of
+a team's own that adds task stages after it passes fewer ``actors`` to leave them CPUs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from hashmatch.cluster.actor import ScanActor
+from hashmatch.cluster.listing import ScanListing
+from hashmatch.cluster.pinning import IndexPin
+from hashmatch.errors import ClusterError, OptionError
+from hashmatch.index.options import MatchOptions
+from hashmatch.index.scan_records import record_columns
+from hashmatch.registry import plugin_modules
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "FORWARDED_PREFIXES",
+    "INSTALL_HINT",
+    "connect",
+    "default_actors",
+    "records_dataset",
+]
+
+INSTALL_HINT = "pip install 'hashmatch[ray]'"
+DEFAULT_BATCH_SIZE = 16
+"""Files per actor call: small enough that a lost actor costs little work and the last
+batches spread over the actors, large enough that Ray's per-call cost (about a millisecond)
+stays under 1% of hashing them."""
+FORWARDED_PREFIXES = ("AWS_",)
+"""The driver's environment variables the actors are given: object-store settings
+(``AWS_ENDPOINT_URL``, credentials, region), so the same command reads the same bucket."""
+_CALLS_PER_ACTOR = 2
+"""Batches an actor works on at once: one hashing while the next one's files are read."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ClusterError(f"cluster scans need Ray: {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``ray://host:10001``, ``host:6379``),
+    else the one ``RAY_ADDRESS`` names, else start a local one (``num_cpus``: its size).
+    Does nothing if this process is connected already."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    settings: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    if address is None:
+        settings.update(include_dashboard=False, num_cpus=num_cpus)
+    try:
+        ray.init(address=address, **settings)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def default_actors() -> int:
+    """One actor per CPU of the cluster as it is now (each actor's hashing takes one)."""
+    ray = _ray()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def records_dataset(
+    listing: ScanListing,
+    pin: IndexPin,
+    options: MatchOptions,
+    *,
+    actors: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    with_hashes: bool = False,
+    keep_skipped: bool = False,
+    verify: bool = True,
+) -> ray.data.Dataset:
+    """The dataset of ``listing``'s flat scan records, computed by ``actors`` actors."""
+    ray = _ray()
+    for name, value in (("actors", actors), ("batch_size", batch_size)):
+        wrong = isinstance(value, bool) or not isinstance(value, int) or value < 1
+        if value is not None and wrong:
+            raise OptionError(f"{name} must be a whole number >= 1, got {value!r}")
+    connect()
+    size = actors or default_actors()
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the caller shows its own
+    algorithms = options.algorithms if options.algorithms is not None else pin.algorithms
+    columns = record_columns(algorithms, with_hashes, "flat")
+    if not listing.rows:
+        return ray.data.from_items([]).map_batches(lambda batch: {c: [] for c in columns})
+    # a task is the unit Ray retries: a few batches each, and enough for every actor
+    blocks = min(len(listing.rows), max(size * 4, len(listing.rows) // (batch_size * 8)))
+    files = ray.data.from_items(listing.rows, override_num_blocks=blocks)
+    environment = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
+    plugins = plugin_modules()
+
+    class BoundScanActor(ScanActor):
+        """The actor with this scan's settings built in (Ray pickles the class with them),
+        importing first the modules that registered algorithms of the driver's own, as local
+        worker processes do (they must be installed on every node)."""
+
+        def __init__(self) -> None:
+            for module in plugins:
+                importlib.import_module(module)
+            super().__init__(pin, options, with_hashes, keep_skipped, verify)
+
+    # Ray restarts a dead actor and retries its batch (max_restarts and max_task_retries
+    # are -1 for actor pools by default)
+    return files.map_batches(
+        BoundScanActor,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            size=size,
+            max_tasks_in_flight_per_actor=_CALLS_PER_ACTOR,
+            max_concurrent_calls_per_actor=_CALLS_PER_ACTOR,
+            enable_true_multi_threading=True,
+        ),
+        num_cpus=1,
+        runtime_env={"env_vars": environment} if environment else None,
+    )
