@@ -6,6 +6,7 @@ file finishes, so writing, tallying, the summary and the exit code stay one code
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -139,22 +140,22 @@ class RayEngine:
 
 def cluster_failure(exc: BaseException) -> ClusterError:
     """A failure of the cluster as one clear error: ours as raised on the actor (a version
-    mismatch, say) when one is inside Ray's wrapping, else Ray's own message."""
-    from hashmatch.errors import HashmatchError
+    mismatch, say) when one is inside Ray's wrapping, else Ray's own last word."""
+    import hashmatch.errors
 
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, HashmatchError) and not isinstance(current, ClusterError):
-            return ClusterError(str(current).splitlines()[-1] if str(current) else repr(current))
+        if type(current).__module__ == hashmatch.errors.__name__:
+            return ClusterError(str(current))
         cause = getattr(current, "cause", None)  # Ray's RayTaskError holds the actor's
         if not isinstance(cause, BaseException):
             cause = current.__cause__ or current.__context__
         current = cause
-    text = str(exc)
-    for line in text.splitlines():
-        if "IndexVersionError" in line or "hashmatch.errors" in line:
-            return ClusterError(line.split(": ", 1)[-1].strip())
-    last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
-    return ClusterError(f"the cluster scan failed: {last}")
+    names = "|".join(hashmatch.errors.__all__)
+    quoted = re.findall(rf"\b(?:{names}): (.+)", str(exc))
+    if quoted:
+        return ClusterError(quoted[-1].strip())
+    lines = str(exc).strip().splitlines()
+    return ClusterError(f"the cluster scan failed: {lines[-1] if lines else type(exc).__name__}")

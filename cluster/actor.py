@@ -11,6 +11,7 @@ records leave only with a finished batch, so every file is still recorded exactl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ class ScanActor:
         keep_skipped: bool,
         verify: bool = True,
     ) -> None:
+        # Ray kills an actor's child processes when it ends the actor, the resource tracker
+        # among them, before the pool's shutdown asks it to forget the pool: not a leak
+        warnings.filterwarnings("ignore", "resource_tracker: process died unexpectedly")
         self._matcher = open_pinned(pin, verify=verify)  # refuses a different version
         self._options = options
         self._job = self._matcher.hash_job(options)
