@@ -106,7 +106,7 @@ class RayEngine:
         self._batch_size = batch_size
         self.algorithms = list(options.algorithms or self._pin.algorithms)
         self.skipped = 0
-        cluster.connect(address)
+        cluster.connect(address, quiet=True)
 
     def records(self, progress: BatchProgress) -> Iterator[dict[str, Any]]:
         cluster, scan = self._cluster, self._scan

@@ -10,6 +10,7 @@ a team's own that adds task stages after it passes fewer ``actors`` to leave the
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -54,19 +55,29 @@ def _ray() -> Any:
     return ray
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def connect(
+    address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False
+) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``ray://host:10001``, ``host:6379``),
-    else the one ``RAY_ADDRESS`` names, else start a local one (``num_cpus``: its size).
+    else the one ``RAY_ADDRESS`` names, else start a new local one of ``num_cpus`` CPUs
+    (never joining one that happens to run here: a scan runs where it was told to).
+    ``quiet`` leaves Ray's own logging to its log files (a command prints its own errors).
     Does nothing if this process is connected already."""
     ray = _ray()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    settings: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    settings: dict[str, Any] = {"logging_level": "WARNING"}
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ side
+        settings.update(logging_level="ERROR", log_to_driver=False)
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     if address is None:
-        settings.update(include_dashboard=False, num_cpus=num_cpus)
+        settings.update(address="local", include_dashboard=False, num_cpus=num_cpus)
+    else:
+        settings.update(address=address)
     try:
-        ray.init(address=address, **settings)
+        ray.init(**settings)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 

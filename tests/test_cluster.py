@@ -287,3 +287,22 @@ def test_s3_input_gives_the_records_of_the_same_files_on_disk(
         assert {**record, "path": None} == {**on_disk[name], "path": None}
     assert _summary(bucket.stderr) == _summary(disk.stderr)  # notes.txt skipped in both
     assert "1 skipped" in _summary(bucket.stderr)
+
+
+def test_resume_scans_only_what_an_interrupted_run_did_not_record(
+    world: tuple[Path, Path], ray_address: str, tmp_path: Path
+) -> None:
+    index, uploads = world
+    day = str(uploads / "day1")
+    out = tmp_path / "out.jsonl"
+    common = ["-i", str(index), "--engine", "ray", "--ray-address", ray_address]
+    first = _scan(day, *common, "-f", "jsonl", "-o", str(out))
+    assert first.returncode == 1, first.stderr
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:4]) + lines[4][:20])  # killed while writing the fifth
+    again = _scan(day, *common, "--resume", str(out))
+    assert again.returncode == 1, again.stderr
+    records = _by_path(_records(out))
+    assert sorted(Path(p).name for p in records) == [f"known-{n}.png" for n in range(10)]
+    assert all(record["status"] == "match" for record in records.values())
+    assert "scanned 6 files (4 done earlier)" in " ".join(again.stderr.split())
