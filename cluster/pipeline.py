@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from hashmatch.cluster.actor import ScanActor
@@ -72,6 +73,7 @@ def connect(
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ side
         settings.update(logging_level="ERROR", log_to_driver=False)
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module=r"ray\.")  # sizing hints, deprecations
     if address is None:
         settings.update(address="local", include_dashboard=False, num_cpus=num_cpus)
     else:
