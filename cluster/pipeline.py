@@ -37,12 +37,12 @@ __all__ = [
 
 INSTALL_HINT = "pip install 'hashmatch[ray]'"
 DEFAULT_BATCH_SIZE = 16
-"""Files per actor call: small enough that a lost actor costs little work and the last
-batches spread over the actors, large enough that Ray's per-call cost (about a millisecond)
-stays under 1% of hashing them."""
+"""Files per actor call: small enough that a lost actor costs little work and records stream,
+large enough that Ray's per-call cost (milliseconds) stays near 1% of hashing them."""
 FORWARDED_PREFIXES = ("AWS_",)
 """The driver's environment variables the actors are given: object-store settings
 (``AWS_ENDPOINT_URL``, credentials, region), so the same command reads the same bucket."""
+_MAX_BLOCKS = 100_000
 _CALLS_PER_ACTOR = 2
 """Batches an actor works on at once: one hashing while the next one's files are read."""
 
@@ -73,6 +73,7 @@ def connect(
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ side
         settings.update(logging_level="ERROR", log_to_driver=False)
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours instead
         warnings.filterwarnings("ignore", module=r"ray\.")  # sizing hints, deprecations
     if address is None:
         settings.update(address="local", include_dashboard=False, num_cpus=num_cpus)
@@ -81,7 +82,13 @@ def connect(
     try:
         ray.init(**settings)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        hint = ""
+        if address is not None and not os.environ.get("RAY_AUTH_MODE"):
+            hint = (
+                " (a cluster with token authentication, Ray's default, also needs"
+                " RAY_AUTH_MODE=token and its token: RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+            )
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}{hint}") from None
 
 
 def default_actors() -> int:
@@ -109,14 +116,17 @@ def records_dataset(
             raise OptionError(f"{name} must be a whole number >= 1, got {value!r}")
     connect()
     size = actors or default_actors()
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the caller shows its own
     algorithms = options.algorithms if options.algorithms is not None else pin.algorithms
     columns = record_columns(algorithms, with_hashes, "flat")
     if not listing.rows:
         return ray.data.from_items([]).map_batches(lambda batch: {c: [] for c in columns})
-    # a task is the unit Ray retries: a few batches each, and enough for every actor
-    blocks = min(len(listing.rows), max(size * 4, len(listing.rows) // (batch_size * 8)))
+    # a block is what an actor is handed, retries and hands back whole: two batches, so
+    # records stream and the last ones spread over the actors (fewer, larger blocks past
+    # _MAX_BLOCKS, where the driver's cost per block would tell)
+    rows = len(listing.rows)
+    per_block = max(2 * batch_size, -(-rows // _MAX_BLOCKS))
+    blocks = -(-rows // per_block)
+    size = min(size, blocks)  # an actor with nothing to do only costs its start
     files = ray.data.from_items(listing.rows, override_num_blocks=blocks)
     environment = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
     plugins = plugin_modules()
