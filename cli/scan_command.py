@@ -115,7 +115,18 @@ def scan_command(
     actors: Annotated[
         int | None,
         typer.Option(
-            "--actors", min=1, help="Ray actors hashing (each takes a CPU) [default: every CPU]."
+            "--actors",
+            min=1,
+            help="Ray actors, each with a Matcher and --cpus-per-actor hashing processes"
+            " [default: as many as fill every CPU: one per node].",
+        ),
+    ] = None,
+    cpus_per_actor: Annotated[
+        int | None,
+        typer.Option(
+            "--cpus-per-actor",
+            min=1,
+            help="Hashing processes (and CPUs) per Ray actor [default: the smallest node's CPUs].",
         ),
     ] = None,
     batch_size: Annotated[
@@ -147,7 +158,13 @@ def scan_command(
         source: ScanEngine
         if engine == Engine.ray:
             source = RayEngine(
-                index, scan, options, address=ray_address, actors=actors, batch_size=batch_size
+                index,
+                scan,
+                options,
+                address=ray_address,
+                actors=actors,
+                cpus_per_actor=cpus_per_actor,
+                batch_size=batch_size,
             )
         else:
             source = LocalEngine(index, scan, options, workers)

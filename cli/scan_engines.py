@@ -94,6 +94,7 @@ class RayEngine:
         *,
         address: str | None,
         actors: int | None,
+        cpus_per_actor: int | None,
         batch_size: int,
     ) -> None:
         from hashmatch import cluster  # importable without Ray; connect() says what to install
@@ -103,6 +104,7 @@ class RayEngine:
         self._scan = scan
         self._options = options
         self._actors = actors
+        self._cpus_per_actor = cpus_per_actor
         self._batch_size = batch_size
         self.algorithms = list(options.algorithms or self._pin.algorithms)
         self.skipped = 0
@@ -123,12 +125,13 @@ class RayEngine:
             self._pin,
             self._options,
             actors=self._actors,
+            cpus_per_actor=self._cpus_per_actor,
             batch_size=self._batch_size,
             with_hashes=scan.with_hashes,
             keep_skipped=True,
         )
         try:
-            for row in dataset.iter_rows():
+            for row in _rows(dataset):
                 if row["status"] == cluster.SKIPPED:
                     self.skipped += 1
                     progress.advance()  # listed, looked at, not an image
@@ -136,6 +139,13 @@ class RayEngine:
                 yield nested_from_flat(row, self.algorithms, scan.with_hashes)
         except Exception as exc:  # Ray's errors wrap the actor's: say what the cluster said
             raise cluster_failure(exc) from None
+
+
+def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    """The dataset's rows as plain dicts, a block at a time (``iter_rows`` wraps each row in
+    an accessor object: the driver's CPU time went from 3.4 to 2.9 s on 3,024 files)."""
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield from batch.to_pylist()
 
 
 def cluster_failure(exc: BaseException) -> ClusterError:

@@ -2,7 +2,8 @@
 
 ``scan(sources, index, options)`` lists the files on the driver, pins the index version, and
 returns a lazy Ray Dataset of records (one per file: the scan's CSV record, ``matches`` as
-JSON text) computed by one actor per CPU, each holding a ``Matcher`` on that version. Iterate
+JSON text) computed by one actor per node, each holding a ``Matcher`` on that version and a
+hashing process per CPU. Iterate
 it, write it, or take it further in a pipeline of your own. Needs the ``ray`` extra.
 """
 
@@ -20,7 +21,7 @@ from hashmatch.cluster.pipeline import (
     DEFAULT_BATCH_SIZE,
     INSTALL_HINT,
     connect,
-    default_actors,
+    default_sizing,
     records_dataset,
 )
 from hashmatch.index.options import MatchOptions
@@ -35,7 +36,7 @@ __all__ = [
     "IndexPin",
     "ScanListing",
     "connect",
-    "default_actors",
+    "default_sizing",
     "list_sources",
     "pin_index",
     "records_dataset",
@@ -52,6 +53,7 @@ def scan(
     follow_symlinks: bool = False,
     with_hashes: bool = False,
     actors: int | None = None,
+    cpus_per_actor: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     skip_paths: Collection[str] = (),
 ) -> ray.data.Dataset:
@@ -72,5 +74,11 @@ def scan(
         sources, recursive=recursive, follow_symlinks=follow_symlinks, done=skip_paths
     )
     return records_dataset(
-        listing, pin, chosen, actors=actors, batch_size=batch_size, with_hashes=with_hashes
+        listing,
+        pin,
+        chosen,
+        actors=actors,
+        cpus_per_actor=cpus_per_actor,
+        batch_size=batch_size,
+        with_hashes=with_hashes,
     )

@@ -1,4 +1,4 @@
-"""The Ray actor of a cluster scan: one pinned ``Matcher`` and one hashing process per actor.
+"""The Ray actor of a cluster scan: one pinned ``Matcher`` and its own hashing processes.
 
 Ray Data calls the actor with batches of listed files from its own threads. Decoding runs in
 a :class:`~hashmatch.worker_pool.WorkerPool` process of the actor's, never in the actor: a file
@@ -35,7 +35,7 @@ __all__ = ["SKIPPED", "ScanActor"]
 SKIPPED = "skipped"
 """The status of a row for a file that is not an image (only with ``keep_skipped``)."""
 _READ_AHEAD = 4
-"""Remote files read at once per actor: enough to hide an object store's latency."""
+"""Remote files read at once per hashing process: enough to hide an object store's latency."""
 
 
 class ScanActor:
@@ -48,6 +48,8 @@ class ScanActor:
         with_hashes: bool,
         keep_skipped: bool,
         verify: bool = True,
+        *,
+        workers: int = 1,
     ) -> None:
         # Ray kills an actor's child processes when it ends the actor, the resource tracker
         # among them, before the pool's shutdown asks it to forget the pool: not a leak
@@ -66,12 +68,15 @@ class ScanActor:
         )
         self._pool: WorkerPool[HashTask, HashOutcome] = WorkerPool(
             hash_task,
-            workers=1,
+            workers=workers,
             crashed=crashed_task,
             time_limit=options.time_limit,
             max_waiting=1 << 16,
+            prefetch=True,  # the next file waits in the pipe, not on this process's GIL
         )
-        self._readers = ThreadPoolExecutor(_READ_AHEAD, thread_name_prefix="hashmatch-read")
+        self._readers = ThreadPoolExecutor(
+            _READ_AHEAD * workers, thread_name_prefix="hashmatch-read"
+        )
 
     def __call__(self, batch: pyarrow.Table) -> pyarrow.Table | dict[str, list[Any]]:
         import pyarrow
@@ -128,7 +133,7 @@ class ScanActor:
                 return None
             return {"path": path, "status": SKIPPED, "matches": "[]", "error": work}
         outcome = work if isinstance(work, HashOutcome) else work.result()
-        with single_threaded_searches():  # the hashing process has this actor's core
+        with single_threaded_searches():  # the hashing processes have this actor's cores
             result = self._matcher.verdict(outcome, self._options)
         return scan_record(path, result, self._with_hashes, "flat")
 

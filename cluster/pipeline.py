@@ -3,8 +3,11 @@
 The listing goes into the dataset from the driver (``from_items``: no read tasks), and one
 actor stage turns it into records. That shape is what makes the sizing safe: Ray Data hangs
 when actors hold every CPU and tasks of another stage wait for one, and this pipeline has no
-other stage, so its default takes every CPU of the cluster, one actor per CPU. A pipeline of
-a team's own that adds task stages after it passes fewer ``actors`` to leave them CPUs.
+other stage, so its default takes every CPU of the cluster. It takes them as one actor per
+node with a hashing process per CPU, not an actor per CPU: every Ray worker process costs
+CPU of its own (measured about 12% of a core per actor here, whatever it does), so fewer,
+wider actors leave more to decoding. A pipeline of a team's own that adds task stages after
+this one streams better given fewer ``actors`` to leave them CPUs.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ __all__ = [
     "FORWARDED_PREFIXES",
     "INSTALL_HINT",
     "connect",
-    "default_actors",
+    "default_sizing",
     "records_dataset",
 ]
 
@@ -44,7 +47,8 @@ FORWARDED_PREFIXES = ("AWS_",)
 (``AWS_ENDPOINT_URL``, credentials, region), so the same command reads the same bucket."""
 _MAX_BLOCKS = 100_000
 _CALLS_PER_ACTOR = 2
-"""Batches an actor works on at once: one hashing while the next one's files are read."""
+"""Batches an actor works on at once, at least: one hashing while the next one's files are
+read (more for wide actors)."""
 
 
 def _ray() -> Any:
@@ -91,10 +95,18 @@ def connect(
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}{hint}") from None
 
 
-def default_actors() -> int:
-    """One actor per CPU of the cluster as it is now (each actor's hashing takes one)."""
+def _cpus() -> int:
+    return max(1, int(_ray().cluster_resources().get("CPU", 1)))
+
+
+def default_sizing() -> tuple[int, int]:
+    """``(actors, cpus_per_actor)`` for the cluster as it is now: an actor as wide as its
+    smallest node, as many as fill every CPU (one per node on a uniform cluster)."""
     ray = _ray()
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    nodes = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    nodes = [cpus for cpus in nodes if cpus > 0] or [1]
+    width = min(nodes)
+    return max(1, sum(nodes) // width), width
 
 
 def records_dataset(
@@ -103,19 +115,24 @@ def records_dataset(
     options: MatchOptions,
     *,
     actors: int | None = None,
+    cpus_per_actor: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     with_hashes: bool = False,
     keep_skipped: bool = False,
     verify: bool = True,
 ) -> ray.data.Dataset:
-    """The dataset of ``listing``'s flat scan records, computed by ``actors`` actors."""
+    """The dataset of ``listing``'s flat scan records, computed by ``actors`` actors of
+    ``cpus_per_actor`` hashing processes each (default: :func:`default_sizing`)."""
     ray = _ray()
-    for name, value in (("actors", actors), ("batch_size", batch_size)):
+    checked = (("actors", actors), ("cpus_per_actor", cpus_per_actor), ("batch_size", batch_size))
+    for name, value in checked:
         wrong = isinstance(value, bool) or not isinstance(value, int) or value < 1
         if value is not None and wrong:
             raise OptionError(f"{name} must be a whole number >= 1, got {value!r}")
     connect()
-    size = actors or default_actors()
+    default_actors, default_width = default_sizing()
+    width = cpus_per_actor or default_width
+    size = actors or (default_actors if cpus_per_actor is None else max(1, _cpus() // width))
     algorithms = options.algorithms if options.algorithms is not None else pin.algorithms
     columns = record_columns(algorithms, with_hashes, "flat")
     if not listing.rows:
@@ -139,8 +156,10 @@ def records_dataset(
         def __init__(self) -> None:
             for module in plugins:
                 importlib.import_module(module)
-            super().__init__(pin, options, with_hashes, keep_skipped, verify)
+            super().__init__(pin, options, with_hashes, keep_skipped, verify, workers=width)
 
+    # batches at once per actor: enough that every hashing process has its next file queued
+    calls = max(_CALLS_PER_ACTOR, -(-2 * width // batch_size))
     # Ray restarts a dead actor and retries its batch (max_restarts and max_task_retries
     # are -1 for actor pools by default)
     return files.map_batches(
@@ -149,10 +168,10 @@ def records_dataset(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
             size=size,
-            max_tasks_in_flight_per_actor=_CALLS_PER_ACTOR,
-            max_concurrent_calls_per_actor=_CALLS_PER_ACTOR,
+            max_tasks_in_flight_per_actor=calls,
+            max_concurrent_calls_per_actor=calls,
             enable_true_multi_threading=True,
         ),
-        num_cpus=1,
+        num_cpus=width,
         runtime_env={"env_vars": environment} if environment else None,
     )

@@ -35,7 +35,10 @@ class WorkerPool(Generic[Item, Result]):
     ``function`` and ``crashed`` follow :func:`~hashmatch.parallel.parallel_map`'s rules
     (module-level; return error values, never raise for bad input). ``max_waiting`` bounds
     the items not yet started: past it ``submit`` raises :class:`~hashmatch.WorkerError`
-    (a service answers "busy" rather than queueing without end).
+    (a service answers "busy" rather than queueing without end). ``prefetch`` sends a busy
+    worker its next small item ahead, so it never waits for this process between items: for
+    batch work, where throughput counts; a service leaves it off, so a request waits behind
+    no other request that a free worker could have taken.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class WorkerPool(Generic[Item, Result]):
         crashed: Callable[[Item, WorkerCrash], Result],
         time_limit: float | None = None,
         max_waiting: int = 256,
+        prefetch: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -54,6 +58,7 @@ class WorkerPool(Generic[Item, Result]):
         self._size = workers
         self._time_limit = time_limit
         self._max_waiting = max_waiting
+        self._prefetch = prefetch
         self._inbox: deque[tuple[Item, Future[Result]]] = deque()
         self._unstarted = 0
         """Items submitted and not yet sent to a worker (what ``max_waiting`` bounds)."""
@@ -116,7 +121,7 @@ class WorkerPool(Generic[Item, Result]):
                 self._size,
                 self._time_limit,
                 give_up_on_deaths=False,
-                prefetch=False,
+                prefetch=self._prefetch,
             )
             while True:
                 with contextlib.suppress(BlockingIOError):

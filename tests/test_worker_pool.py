@@ -86,3 +86,17 @@ def test_closing_fails_what_is_unfinished_and_refuses_more(markers: Path) -> Non
         hanging.result(timeout=WAIT)
     with pytest.raises(WorkerError, match="closed"):
         pool.submit("late")
+
+
+def test_with_prefetch_a_crash_still_costs_only_its_item_and_queued_ones_survive(
+    markers: Path,
+) -> None:
+    """A batch job's pool sends each worker its next item ahead: the worker that dies holds
+    that queued item too, which must go to another worker untouched, not fail with it."""
+    with WorkerPool(misbehave_then_echo, workers=1, crashed=crashed, prefetch=True) as pool:
+        items = ["a", "crash-b", "c", "crash1-d", "e", "f"]
+        answers = [future.result(timeout=WAIT) for future in [pool.submit(i) for i in items]]
+    assert answers[0::2] == ["a", "c", "e"]
+    assert answers[1].startswith("crashed crash-b") and "SIGSEGV" in answers[1]
+    assert answers[3] == "crash1-d"  # killed once, retried, answered
+    assert answers[5] == "f"
