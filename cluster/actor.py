@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from hashmatch.batch import HashOutcome, HashTask, crashed_task, failed_outcome, hash_task
+from hashmatch.batch import (
+    HashOutcome,
+    HashTask,
+    crashed_task,
+    failed_outcome,
+    hash_file,
+    hash_task,
+)
 from hashmatch.cluster.pinning import IndexPin, open_pinned
 from hashmatch.cluster.remote import RemoteFile, read_remote
 from hashmatch.errors import ImageError
@@ -108,8 +115,8 @@ class ScanActor:
         """The file's hashing under way, its outcome already (a failed read), or why it is
         skipped."""
         path: str = row["path"]
-        if row.get("error") is not None:
-            return self._pool.submit((WalkEntry(path, row["error"]), self._job))
+        if row.get("error") is not None:  # listing said why: nothing to decode
+            return hash_file(WalkEntry(path, row["error"]), self._job)
         if read is None:  # a local file
             entry = classify_file(path) if row.get("unread") else WalkEntry(path)
             if entry.skipped is not None:
