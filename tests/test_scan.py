@@ -188,12 +188,21 @@ def _scan_command(index: Path, uploads: Path, output: Path, *options: str) -> li
     )
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_signal(
     command: list[str], markers: Path, hanging: str, signal_number: int, **popen: object
 ) -> subprocess.Popen:
-    """Start a scan and send it a signal once it is held at the file ``hanging``."""
+    """Start a scan and send it a signal once it is held at the file ``hanging``. The scan
+    gets Ctrl-C's default disposition, as from a terminal: a test run started in the
+    background by a shell inherits SIGINT ignored, and Python then never sees it."""
     process = subprocess.Popen(  # type: ignore[call-overload]
-        command, env={**os.environ, MARKERS_VARIABLE: str(markers)}, **popen
+        command,
+        env={**os.environ, MARKERS_VARIABLE: str(markers)},
+        preexec_fn=_interruptible,
+        **popen,
     )
     marker = markers / f"{hanging}.pid"
     deadline = time.monotonic() + 120  # reaching it takes about a second here
