@@ -174,8 +174,7 @@ def scan_command(
     style: RecordStyle = "table" if fmt == OutputFormat.table else "nested"
     if fmt == OutputFormat.csv:
         style = "flat"
-    chosen = source.algorithms if names is None else list(names)
-    columns = record_columns(chosen, with_hashes, style)
+    columns = record_columns(source.algorithms, with_hashes, style)
     writer = open_writer(
         fmt,
         columns,
@@ -196,7 +195,7 @@ def scan_command(
                 tally.low_quality += status == "low_quality"
                 tally.errors += status == "error"
                 if fmt != OutputFormat.table or status in ("match", "error"):
-                    writer.write(restyled(record, style) if style != "nested" else record)
+                    writer.write(restyled(record, style))
                 progress.advance(matched=int(status == "match"), errors=int(status == "error"))
         except KeyboardInterrupt:
             interrupted = True

@@ -20,6 +20,7 @@ from hashmatch.cluster.pinning import IndexPin, pin_index
 from hashmatch.cluster.pipeline import (
     DEFAULT_BATCH_SIZE,
     INSTALL_HINT,
+    cluster_failure,
     connect,
     default_sizing,
     records_dataset,
@@ -35,6 +36,7 @@ __all__ = [
     "SKIPPED",
     "IndexPin",
     "ScanListing",
+    "cluster_failure",
     "connect",
     "default_sizing",
     "list_sources",

@@ -66,7 +66,7 @@ class ScanActor:
         self._job = self._matcher.hash_job(options)
         self._with_hashes = with_hashes
         self._keep_skipped = keep_skipped
-        algorithms = options.algorithms if options.algorithms is not None else pin.algorithms
+        algorithms = pin.matched_algorithms(options)
         self._columns = columns = record_columns(algorithms, with_hashes, "flat")
         import pyarrow  # Ray's dependency, so only on the cluster
 

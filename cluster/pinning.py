@@ -18,11 +18,11 @@ from hashmatch.index.artifact import (
     MANIFEST_CHECKSUM,
     VERSIONS,
     checked_index_path,
-    current_version,
     read_manifest,
     resolve_version,
 )
 from hashmatch.index.matcher import Matcher
+from hashmatch.index.options import MatchOptions
 
 __all__ = ["IndexPin", "open_pinned", "pin_index"]
 
@@ -37,6 +37,10 @@ class IndexPin:
     checksum: str
     """The version's manifest checksum: a different copy under the same name differs here."""
     algorithms: tuple[str, ...]
+
+    def matched_algorithms(self, options: MatchOptions) -> tuple[str, ...]:
+        """What a scan with ``options`` hashes and records: its own list, else the index's."""
+        return tuple(options.algorithms) if options.algorithms is not None else self.algorithms
 
 
 def pin_index(path: str | Path) -> IndexPin:
@@ -66,10 +70,9 @@ def open_pinned(pin: IndexPin, *, verify: bool = True) -> Matcher:
                 f" {exc}; every node must see the index at this path"
             ) from None
         if found != pin.version:
-            published = current_version(root) if (root / VERSIONS).is_dir() else found
             raise IndexVersionError(
                 f"{where}: this node has no index version {pin.version}, which the scan runs"
-                f" on (it has {published}); ship that version to every node, or start the"
+                f" on (it has {found}); ship that version to every node, or start the"
                 " scan again"
             )
         directory = resolve_version(root)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FORWARDED_PREFIXES",
     "INSTALL_HINT",
+    "cluster_failure",
     "connect",
     "default_sizing",
     "records_dataset",
@@ -95,17 +97,14 @@ def connect(
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}{hint}") from None
 
 
-def _cpus() -> int:
-    return max(1, int(_ray().cluster_resources().get("CPU", 1)))
-
-
-def default_sizing() -> tuple[int, int]:
-    """``(actors, cpus_per_actor)`` for the cluster as it is now: an actor as wide as its
-    smallest node, as many as fill every CPU (one per node on a uniform cluster)."""
+def default_sizing(cpus_per_actor: int | None = None) -> tuple[int, int]:
+    """``(actors, cpus_per_actor)`` for the cluster as it is now: actors as wide as the
+    smallest node (unless given), as many as fill every CPU (one per node on a uniform
+    cluster)."""
     ray = _ray()
     nodes = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
     nodes = [cpus for cpus in nodes if cpus > 0] or [1]
-    width = min(nodes)
+    width = cpus_per_actor or min(nodes)
     return max(1, sum(nodes) // width), width
 
 
@@ -130,12 +129,10 @@ def records_dataset(
         if value is not None and wrong:
             raise OptionError(f"{name} must be a whole number >= 1, got {value!r}")
     connect()
-    default_actors, default_width = default_sizing()
-    width = cpus_per_actor or default_width
-    size = actors or (default_actors if cpus_per_actor is None else max(1, _cpus() // width))
-    algorithms = options.algorithms if options.algorithms is not None else pin.algorithms
-    columns = record_columns(algorithms, with_hashes, "flat")
+    fitting, width = default_sizing(cpus_per_actor)
+    size = actors or fitting
     if not listing.rows:
+        columns = record_columns(pin.matched_algorithms(options), with_hashes, "flat")
         return ray.data.from_items([]).map_batches(lambda batch: {c: [] for c in columns})
     # a block is what an actor is handed, retries and hands back whole: two batches, so
     # records stream and the last ones spread over the actors (fewer, larger blocks past
@@ -175,3 +172,26 @@ def records_dataset(
         num_cpus=width,
         runtime_env={"env_vars": environment} if environment else None,
     )
+
+
+def cluster_failure(exc: BaseException) -> ClusterError:
+    """A failure of the cluster as one clear error: ours as raised on the actor (a version
+    mismatch, say) when one is inside Ray's wrapping, else Ray's own last word."""
+    import hashmatch.errors  # the module whose classes are ours
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__module__ == hashmatch.errors.__name__:
+            return ClusterError(str(current))
+        cause = getattr(current, "cause", None)  # Ray's RayTaskError holds the actor's
+        if not isinstance(cause, BaseException):
+            cause = current.__cause__ or current.__context__
+        current = cause
+    names = "|".join(hashmatch.errors.__all__)
+    quoted = re.findall(rf"\b(?:{names}): (.+)", str(exc))
+    if quoted:
+        return ClusterError(quoted[-1].strip())
+    lines = str(exc).strip().splitlines()
+    return ClusterError(f"the cluster scan failed: {lines[-1] if lines else type(exc).__name__}")

@@ -232,7 +232,7 @@ def test_actors_refuse_an_index_version_the_driver_did_not_pin(
     script = """
         from dataclasses import replace
         from hashmatch import MatchOptions, cluster
-        from hashmatch.cli.scan_engines import cluster_failure
+        from hashmatch.cluster.pipeline import cluster_failure
         day, index = sys.argv[1:]
         listing = cluster.list_sources([day])
         pin = cluster.pin_index(index)

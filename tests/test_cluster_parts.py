@@ -19,9 +19,9 @@ from hashmatch import (
     build_index,
     hash_image,
 )
-from hashmatch.cli.scan_engines import cluster_failure
 from hashmatch.cluster.listing import list_sources
 from hashmatch.cluster.pinning import open_pinned, pin_index
+from hashmatch.cluster.pipeline import cluster_failure
 from hashmatch.cluster.remote import is_url
 from hashmatch.errors import ClusterError
 from hashmatch.fixtures.hostile import write_hostile_corpus
