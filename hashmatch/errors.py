@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BankError",
+    "BankLockedError",
     "ClusterError",
     "EvaluationError",
     "HashFormatError",
@@ -123,6 +125,22 @@ class IndexBuildError(HashmatchError):
 class IndexVersionError(HashmatchError):
     """A machine of a cluster scan does not hold the index version the scan started on (or
     holds a different copy under its name): refused, so one scan never mixes versions."""
+
+
+class BankError(HashmatchError):
+    """A bank call that was refused: an unknown bank or content id, a bad name or hash, a
+    bank that exists already. ``status`` is the HTTP status the service answers it with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BankLockedError(BankError):
+    """Another process writes this bank directory: one writer at a time, any readers."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 409)
 
 
 class EvaluationError(HashmatchError):

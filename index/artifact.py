@@ -73,6 +73,8 @@ multi-index tables are not read, and those algorithms are searched by the flat s
 """2 added the manifest's own checksum; format 1 manifests (without it) are still read."""
 CURRENT = "CURRENT"
 VERSIONS = "versions"
+BANKS = "banks"
+"""Where an index's live banks are kept unless a directory is given (:mod:`hashmatch.banks`)."""
 MANIFEST = "manifest.json"
 MANIFEST_CHECKSUM = "manifest_sha256"
 METADATA = "entries.sqlite"
@@ -226,7 +228,11 @@ def new_manifest(
         "entries": entries,
         "algorithms": algorithms,
         "lists": [
-            {**{key: item[key] for key in _LIST_KEYS}, "thresholds": thresholds}
+            {
+                **{key: item[key] for key in _LIST_KEYS},
+                "thresholds": thresholds,
+                **({"bank": item["bank"]} if "bank" in item else {}),
+            }
             for item, thresholds in lists
         ],
         "files": files,

@@ -89,6 +89,10 @@ class EntryList:
     algorithm: str | None = None
     """The algorithm of entries that give none."""
     thresholds: dict[str, int] = field(default_factory=dict)
+    bank: dict[str, Any] | None = None
+    """For a live bank: the log position read (``through``, a record number, and ``at``,
+    the time its states were judged at), kept in the manifest so servers know what this
+    version folded in."""
 
     def reader(self, strict: bool, max_invalid: float) -> ListReading:
         return EntryListReader(
@@ -235,6 +239,8 @@ def _ingest_lists(
                 excluded_here += excluded
         entry = reader.stats.to_json()
         entry["excluded"] = excluded_here
+        if isinstance(source, EntryList) and source.bank is not None:
+            entry["bank"] = dict(source.bank)
         list_reports.append(entry)
     return accumulators, list_reports, list_thresholds
 
@@ -265,7 +271,13 @@ def _ingest(
     for algorithm, positions in chunk.positions.items():
         codes = chunk.codes[algorithm]
         accumulator = accumulators.setdefault(algorithm, _Accumulator())
-        keep = _exclusion_mask(codes, chunk.column(algorithm, "entry_ids"), exclusions, algorithm)
+        keep = _exclusion_mask(
+            codes,
+            chunk.column(algorithm, "entry_ids"),
+            [batch.lists[p] or list_name for p in positions],
+            exclusions,
+            algorithm,
+        )
         if keep is not None:
             dropped = len(positions) - int(keep.sum())
             excluded += dropped
@@ -312,17 +324,26 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _exclusion_mask(
-    codes: np.ndarray, entry_ids: list[str | None], exclusions: Exclusions, algorithm: str
+    codes: np.ndarray,
+    entry_ids: list[str | None],
+    list_names: list[str],
+    exclusions: Exclusions,
+    algorithm: str,
 ) -> np.ndarray | None:
     """Which rows survive the exclusions (None: all of them, the usual case)."""
     excluded_codes = exclusions.hashes.get(algorithm)
-    if not excluded_codes and not exclusions.entry_ids:
+    if not excluded_codes and not exclusions.entry_ids and not exclusions.list_entries:
         return None
     keep = np.ones(len(codes), dtype=bool)
     if excluded_codes:
         keep &= np.array([code.tobytes() not in excluded_codes for code in codes], dtype=bool)
     if exclusions.entry_ids:
         keep &= np.array([e not in exclusions.entry_ids for e in entry_ids], dtype=bool)
+    if exclusions.list_entries:
+        pairs = exclusions.list_entries
+        keep &= np.array(
+            [(n, e) not in pairs for n, e in zip(list_names, entry_ids, strict=True)], dtype=bool
+        )
     return None if keep.all() else keep
 
 

@@ -33,6 +33,7 @@ from hashmatch.index.artifact import (
 )
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.index.options import MatchOptions, match_options
+from hashmatch.index.overlay import LiveAdditions, OverlayView
 from hashmatch.index.results import Match, MatchResult
 from hashmatch.index.search import single_threaded_searches
 from hashmatch.index.verdict import HashInput, image_queries, search, verdict
@@ -58,9 +59,19 @@ in the worker that hashes it."""
 class Matcher:
     """Searches one index; safe to share between threads; picks up new versions on reload."""
 
-    def __init__(self, path: Path, snapshot: LoadedIndex, *, verify: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        snapshot: LoadedIndex,
+        *,
+        verify: bool,
+        banks: LiveAdditions | None = None,
+    ) -> None:
         self.path = path
         self._snapshot = snapshot
+        self.banks = banks
+        """What follows live banks, whose overlay every search here includes (None: none)."""
+        self._pinned_overlay: OverlayView | None = None
         self._verify = verify
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -72,12 +83,19 @@ class Matcher:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, reload_interval: float | None = None, verify: bool = True
+        cls,
+        path: str | Path,
+        *,
+        reload_interval: float | None = None,
+        verify: bool = True,
+        banks: LiveAdditions | None = None,
     ) -> Matcher:
         """Load the published version of the index at ``path`` (or a version directory).
 
         ``verify`` checks every file's checksum first (about a second per GB); with
         ``reload_interval`` seconds a background thread reloads when a new version is published.
+        ``banks`` (a :class:`hashmatch.banks.BankFollower`) adds live banks: their contents
+        added since the build match at once, disabled ones and exclusions stop matching.
         """
         path = checked_index_path(path)
         if reload_interval is not None and (
@@ -88,7 +106,9 @@ class Matcher:
             raise OptionError(
                 f"reload_interval must be seconds > 0 or None, got {reload_interval!r}"
             )
-        matcher = cls(path, LoadedIndex(resolve_version(path), verify=verify), verify=verify)
+        matcher = cls(
+            path, LoadedIndex(resolve_version(path), verify=verify), verify=verify, banks=banks
+        )
         if reload_interval is not None:
             matcher._start_watcher(reload_interval)
         return matcher
@@ -124,6 +144,8 @@ class Matcher:
             if published == self._snapshot.version:
                 return False
             fresh = LoadedIndex(resolve_version(self.path), verify=self._verify)
+            if self.banks is not None:
+                self.banks.view_for(fresh)  # the overlay for it, made before it serves
             self._snapshot = fresh  # a single reference swap: readers never see a mix
             self.loaded_at = time.time()
             return True
@@ -133,10 +155,22 @@ class Matcher:
 
         For work split across steps, like a service that hashes an upload in a worker process
         and then searches: every step of one request uses the version it started on."""
-        view = Matcher(self.path, self._snapshot, verify=self._verify)
+        snapshot, overlay = self._current()
+        view = Matcher(self.path, snapshot, verify=self._verify, banks=self.banks)
         view._fixed = True
+        view._pinned_overlay = overlay
         view.loaded_at = self.loaded_at
         return view
+
+    def _current(self) -> tuple[LoadedIndex, OverlayView | None]:
+        """The version to search and the overlay view that goes with it, read once."""
+        snapshot = self._snapshot
+        return snapshot, self._overlay_for(snapshot)
+
+    def _overlay_for(self, snapshot: LoadedIndex) -> OverlayView | None:
+        if self._fixed:
+            return self._pinned_overlay
+        return self.banks.view_for(snapshot) if self.banks is not None else None
 
     def hash_job(
         self,
@@ -209,7 +243,8 @@ class Matcher:
         included. ``thresholds`` overrides per algorithm.
         """
         checked = checked_thresholds(thresholds)
-        return search(self._snapshot, image_queries(hashes, dihedral), checked)
+        snapshot, overlay = self._current()
+        return search(snapshot, image_queries(hashes, dihedral), checked, overlay)
 
     def match(
         self,
@@ -231,7 +266,9 @@ class Matcher:
         snapshot = self._snapshot  # read once: what is hashed and what is searched agree
         pixels_only = isinstance(source, Image.Image)
         job = chosen.hash_job(_algorithms_for(snapshot, pixels_only, chosen))
-        return verdict(snapshot, hash_file(source, job), chosen.thresholds, chosen.dihedral)
+        outcome = hash_file(source, job)
+        overlay = self._overlay_for(snapshot)  # after hashing: what was added meanwhile counts
+        return verdict(snapshot, outcome, chosen.thresholds, chosen.dihedral, overlay=overlay)
 
     def match_many(
         self,
@@ -290,9 +327,12 @@ class Matcher:
         )
         for number, outcome in hashed:
             label, snapshot = in_flight.pop(number)
+            overlay = self._overlay_for(snapshot)
             # the workers have the cores: this thread's searches take no more than one
             with single_threaded_searches() if workers > 1 else nullcontext():
-                result = verdict(snapshot, outcome, options.thresholds, options.dihedral, label)
+                result = verdict(
+                    snapshot, outcome, options.thresholds, options.dihedral, label, overlay
+                )
             yield result
 
     def verdict(
@@ -306,7 +346,8 @@ class Matcher:
         ``thresholds`` and ``dihedral`` apply (the rest say how to hash)."""
         chosen = match_options(options, switches)
         outcome = result if isinstance(result, HashOutcome) else HashOutcome(None, result)
-        return verdict(self._snapshot, outcome, chosen.thresholds, chosen.dihedral)
+        snapshot, overlay = self._current()
+        return verdict(snapshot, outcome, chosen.thresholds, chosen.dihedral, overlay=overlay)
 
     def _start_watcher(self, interval: float) -> None:
         def watch() -> None:

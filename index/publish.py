@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hashmatch.errors import IndexBuildError
 from hashmatch.index.artifact import (
+    BANKS,
     CURRENT,
     VERSIONS,
     current_version,
@@ -53,7 +54,7 @@ def prepare_index_directory(index: Path) -> None:
         raise IndexBuildError(f"{index}: exists and is not a directory")
     if index.is_dir():
         entries = {p.name for p in index.iterdir()}
-        if entries and not entries <= {CURRENT, VERSIONS, _LOCK, CURRENT + ".tmp"}:
+        if entries and not entries <= {CURRENT, VERSIONS, _LOCK, CURRENT + ".tmp", BANKS}:
             raise IndexBuildError(
                 f"{index}: not a hashmatch index directory (it holds other files); "
                 "refusing to write into it"

@@ -24,7 +24,9 @@ from hashmatch.errors import HashFormatError
 from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult
 from hashmatch.index.loaded import LoadedIndex
+from hashmatch.index.overlay import OverlayView
 from hashmatch.index.results import Match, MatchResult, MatchStatus
+from hashmatch.index.search import SearchHits
 from hashmatch.registry import get_algorithm
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "image_queries",
     "low_quality_algorithms",
     "nearest_distances",
+    "nearest_hits",
+    "query_rows",
     "query_codes",
     "search",
     "verdict",
@@ -122,14 +126,23 @@ def nearest_distances(queries: np.ndarray, stored: np.ndarray) -> np.ndarray:
 
 
 def search(
-    snapshot: LoadedIndex, queries: Mapping[str, list[Query]], thresholds: Mapping[str, int]
+    snapshot: LoadedIndex,
+    queries: Mapping[str, list[Query]],
+    thresholds: Mapping[str, int],
+    overlay: OverlayView | None = None,
 ) -> list[Match]:
     """Every list entry within threshold of the queries, one match per entry (its nearest
-    query), nearest first. ``thresholds`` (checked) override the index's and lists'."""
+    query), nearest first. ``thresholds`` (checked) override the index's and lists'. With
+    an ``overlay``, the banks' added contents match too and what it hides does not."""
     matches: list[Match] = []
     for algorithm, items in queries.items():
         if algorithm in snapshot.algorithms:
             matches.extend(_search_algorithm(snapshot, algorithm, items, thresholds))
+    if overlay is not None:
+        matches = [m for m in matches if not overlay.hides(m)]
+        matches.extend(
+            m for m in overlay.search(snapshot, queries, thresholds) if not overlay.hides(m)
+        )
     return sorted(matches, key=_nearest_first)
 
 
@@ -146,22 +159,7 @@ def _search_algorithm(
     index = snapshot.algorithms[algorithm]
     override = thresholds.get(algorithm)
     radius = override if override is not None else index.design_radius
-    queries = np.frombuffer(b"".join(h.value for _, h in items), dtype=np.uint8)
-    owners, rows, distances = index.searcher.search(queries.reshape(len(items), -1), radius)
-    # per code row its nearest query; on a tie the image's own hashes win over the trimmed
-    # picture's, and otherwise the first hit the searcher reports
-    inside = [variant is not None and variant.startswith(_TRIMMED) for variant, _ in items]
-    best: dict[int, tuple[int, int]] = {}  # code row -> (distance, query)
-    for owner, row, distance in zip(
-        owners.tolist(), rows.tolist(), distances.tolist(), strict=True
-    ):
-        held = best.get(row)
-        if (
-            held is None
-            or distance < held[0]
-            or (distance == held[0] and inside[held[1]] and not inside[owner])
-        ):
-            best[row] = (distance, owner)
+    best = nearest_hits(items, index.searcher.search(query_rows(items), radius))
     if not best:
         return []
     code_rows = np.array(sorted(best), dtype=np.int64)
@@ -195,6 +193,33 @@ def _search_algorithm(
     return matches
 
 
+def query_rows(items: list[Query]) -> np.ndarray:
+    """The queries' codes as rows of bytes, for a searcher."""
+    return np.frombuffer(b"".join(h.value for _, h in items), dtype=np.uint8).reshape(
+        len(items), -1
+    )
+
+
+def nearest_hits(items: list[Query], hits: SearchHits) -> dict[int, tuple[int, int]]:
+    """Per code row hit, its nearest query: ``row -> (distance, query number)``. On a tie
+    the image's own hashes win over the trimmed picture's, and otherwise the first hit the
+    searcher reports."""
+    owners, rows, distances = hits
+    inside = [variant is not None and variant.startswith(_TRIMMED) for variant, _ in items]
+    best: dict[int, tuple[int, int]] = {}
+    for owner, row, distance in zip(
+        owners.tolist(), rows.tolist(), distances.tolist(), strict=True
+    ):
+        held = best.get(row)
+        if (
+            held is None
+            or distance < held[0]
+            or (distance == held[0] and inside[held[1]] and not inside[owner])
+        ):
+            best[row] = (distance, owner)
+    return best
+
+
 def low_quality_algorithms(result: HashResult) -> set[str]:
     """The algorithms whose matches this image is too uninformative for (PDQ below 50)."""
     if result.pdq_quality is None:
@@ -212,8 +237,10 @@ def verdict(
     thresholds: Mapping[str, int],
     dihedral: bool,
     source: str | int | None = None,
+    overlay: OverlayView | None = None,
 ) -> MatchResult:
-    """Status and matches for one hashed image, every lookup on the one version given."""
+    """Status and matches for one hashed image, every lookup on the one version given (and
+    the overlay view taken with it)."""
     result = outcome.result
     if result is None:
         return MatchResult(
@@ -224,8 +251,8 @@ def verdict(
             source=source,
             exception=outcome.exception,
         )
-    matches = search(snapshot, image_queries(result, dihedral), thresholds)
-    matches = _confirmed(snapshot, result, matches, dihedral)
+    matches = search(snapshot, image_queries(result, dihedral), thresholds, overlay)
+    matches = _confirmed(snapshot, result, matches, dihedral, overlay)
     untrusted = low_quality_algorithms(result)
     if untrusted:
         matches = [m for m in matches if m.algorithm not in untrusted]
@@ -244,30 +271,49 @@ def verdict(
 
 
 def _confirmed(
-    snapshot: LoadedIndex, result: HashResult, matches: list[Match], dihedral: bool
+    snapshot: LoadedIndex,
+    result: HashResult,
+    matches: list[Match],
+    dihedral: bool,
+    overlay: OverlayView | None = None,
 ) -> list[Match]:
     """``matches`` without the weaker hashes' ones that the confirming algorithm's hash of
     the same entry contradicts (entries without that hash keep their matches)."""
     for confirming in (get_algorithm(name) for name in result.hashes):
-        if confirming.confirms_within is None or confirming.name not in snapshot.algorithms:
+        if confirming.confirms_within is None:
             continue
         query: np.ndarray | None = None
         kept: list[Match] = []
         for match in matches:
             weak = get_algorithm(match.algorithm)
             vouched = weak.needs_pixels and weak.confirms_within is None
-            rows = (
-                snapshot.rows_of_entry(confirming.name, match.list, match.entry_id)
+            stored = (
+                _confirming_codes(snapshot, overlay, confirming.name, match)
                 if vouched and match.entry_id is not None
                 else None
             )
-            if not rows:  # not a weaker hash's match, or nothing to confirm it with
+            if stored is None or not len(stored):  # nothing to confirm it with
                 kept.append(match)
                 continue
             if query is None:
                 query = query_codes(result, confirming.name, dihedral)
-            stored = snapshot.algorithms[confirming.name].codes_of_entries(rows)
             if int(nearest_distances(query, stored).min()) <= confirming.confirms_within:
                 kept.append(match)
         matches = kept
     return matches
+
+
+def _confirming_codes(
+    snapshot: LoadedIndex, overlay: OverlayView | None, algorithm: str, match: Match
+) -> np.ndarray | None:
+    """The confirming algorithm's stored codes of the match's entry: a bank's added content
+    first, else the published entry's."""
+    assert match.entry_id is not None
+    if overlay is not None:
+        added = overlay.codes_of_entry(match.list, match.entry_id, algorithm)
+        if added is not None:
+            return added
+    if algorithm not in snapshot.algorithms:
+        return None
+    rows = snapshot.rows_of_entry(algorithm, match.list, match.entry_id)
+    return snapshot.algorithms[algorithm].codes_of_entries(rows) if rows else None

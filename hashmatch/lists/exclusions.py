@@ -23,14 +23,18 @@ class Exclusions:
     hashes: dict[str, set[bytes]] = field(default_factory=dict)
     """Excluded codes by algorithm."""
     entry_ids: set[str] = field(default_factory=set)
+    """Entry ids excluded from every list."""
+    list_entries: set[tuple[str, str]] = field(default_factory=set)
+    """``(list, entry id)`` pairs excluded from that list only (a bank's exclusions)."""
 
     def __bool__(self) -> bool:
-        return bool(self.entry_ids) or any(self.hashes.values())
+        return bool(self.entry_ids) or bool(self.list_entries) or any(self.hashes.values())
 
     def merge(self, other: Exclusions) -> None:
         for algorithm, codes in other.hashes.items():
             self.hashes.setdefault(algorithm, set()).update(codes)
         self.entry_ids |= other.entry_ids
+        self.list_entries |= other.list_entries
 
 
 def read_exclusions(path: str | Path) -> Exclusions:
