@@ -20,19 +20,22 @@ import heapq
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hashmatch.banks.directory import BankDirectory, Change
 from hashmatch.banks.state import BankEntry, BankState, ExclusionKey, enabled_value
+from hashmatch.errors import HashmatchError
+from hashmatch.index.artifact import checked_index_path, read_manifest, resolve_version
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.index.results import Match
 from hashmatch.index.search import FlatSearcher
 from hashmatch.index.verdict import Query, nearest_hits, query_rows
 from hashmatch.registry import get_algorithm
 
-__all__ = ["Overlay", "View", "folded_through"]
+__all__ = ["Overlay", "View", "folded_lists", "folded_through"]
 
 _OPEN = 1 << 62
 _INITIAL_ROWS = 1024
@@ -42,9 +45,22 @@ Intervals = tuple[tuple[int, int], ...]
 
 
 def folded_through(snapshot: LoadedIndex) -> dict[str, tuple[int, float]]:
-    """Per bank the version folded in: ``(last record read, time it was read at)``."""
+    """Per bank what the version folded in: ``(last record read, time it was read at)``."""
+    return _folded(snapshot.manifest.data)
+
+
+def folded_lists(index: Path) -> dict[str, tuple[int, float]]:
+    """:func:`folded_through` of the version published at ``index`` (empty if none)."""
+    try:
+        manifest = read_manifest(resolve_version(checked_index_path(index)))
+    except HashmatchError:
+        return {}
+    return _folded(manifest.data)
+
+
+def _folded(data: dict[str, Any]) -> dict[str, tuple[int, float]]:
     folded = {}
-    for item in snapshot.manifest.data.get("lists", []):
+    for item in data.get("lists", []):
         bank = item.get("bank")
         if isinstance(bank, dict):
             folded[str(item["name"])] = (int(bank.get("through", 0)), float(bank.get("at", 0.0)))

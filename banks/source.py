@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from hashmatch.banks.directory import BankDirectory
 from hashmatch.banks.state import BankState
 from hashmatch.errors import IndexBuildError
 from hashmatch.hashes import Hash
-from hashmatch.index.build import EntryList
+from hashmatch.index.build import BuildOptions, EntryList, Source
+from hashmatch.index.config import BuildConfig
 from hashmatch.lists import Exclusions
 from hashmatch.lists.reader import ListEntry
 
-__all__ = ["bank_sources"]
+__all__ = ["bank_sources", "config_sources"]
 
 
 def bank_sources(
@@ -74,3 +76,25 @@ def _entries(state: BankState, moment: float) -> Iterator[ListEntry]:
                     entry.match_metadata(),
                     entry.id,
                 )
+
+
+def config_sources(config: BuildConfig, index: str | Path) -> tuple[list[Source], BuildOptions]:
+    """A ``lists.toml``'s sources and options with its ``[banks]`` folded in: the banks'
+    lists after the files', their exclusions added to the build's."""
+    sources: list[Source] = list(config.sources)
+    options = config.options
+    if config.banks is not None:
+        lists, exclusions = bank_sources(
+            config.banks.directory(index),
+            names=config.banks.names,
+            thresholds=config.banks.thresholds,
+        )
+        sources.extend(lists)
+        merged = Exclusions()
+        merged.merge(options.exclusions)
+        merged.merge(exclusions)
+        # an index of banks only may be empty: every content deleted is a real state
+        options = replace(
+            options, exclusions=merged, allow_empty=options.allow_empty or not config.sources
+        )
+    return sources, options

@@ -54,9 +54,7 @@ class ScanEngine(Protocol):
 class LocalEngine:
     """The scan on this machine: a walk, ``Matcher.match_many`` on worker processes."""
 
-    def __init__(
-        self, index: Path, scan: ScanInput, options: MatchOptions, workers: int
-    ) -> None:
+    def __init__(self, index: Path, scan: ScanInput, options: MatchOptions, workers: int) -> None:
         from hashmatch.index.matcher import Matcher
 
         self._matcher = Matcher.open(index)

@@ -65,6 +65,12 @@ def serve_command(
     fetch_timeout: Annotated[float | None, _option("fetch_timeout")] = None,
     verify: Annotated[bool, _option("verify", "--verify/--no-verify")] = True,
     log_level: Annotated[str | None, _option("log_level")] = None,
+    banks: Annotated[Path | None, _option("banks")] = None,
+    bank_writer: Annotated[bool, _option("bank_writer")] = False,
+    bank_poll_interval: Annotated[float | None, _option("bank_poll_interval")] = None,
+    rebuild_config: Annotated[Path | None, _option("rebuild_config")] = None,
+    rebuild_every: Annotated[float | None, _option("rebuild_every")] = None,
+    rebuild_after: Annotated[int | None, _option("rebuild_after")] = None,
 ) -> None:
     """Serve INDEX over HTTP: HMA's matching API, plus /v1 (match, batch, lookup, hash).
 
@@ -102,6 +108,11 @@ def serve_command(
         "max_waiting": max_waiting,
         "fetch_timeout": fetch_timeout,
         "log_level": log_level.lower() if log_level else None,
+        "banks": banks,
+        "bank_poll_interval": bank_poll_interval,
+        "rebuild_config": rebuild_config,
+        "rebuild_every": rebuild_every,
+        "rebuild_after": rebuild_after,
     }
     settings: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     hosts = tuple(h.strip() for value in fetch_hosts or () for h in value.split(",") if h.strip())
@@ -113,6 +124,7 @@ def serve_command(
             fetch_hosts=hosts,
             fetch_private=fetch_private,
             verify=verify,
+            bank_writer=bank_writer,
             **settings,
         )
         _check_index(config.index)
@@ -133,6 +145,9 @@ def serve_command(
         status = serve(config)
     except OSError as exc:  # the port is taken, the address is not ours
         print_error(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+        raise typer.Exit(ExitCode.FAILED) from None
+    except HashmatchError as exc:  # another writer holds the banks, a bad rebuild config
+        print_error(exc)
         raise typer.Exit(ExitCode.FAILED) from None
     raise typer.Exit(status)
 

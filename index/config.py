@@ -8,6 +8,12 @@
     strict = false
     exclude = ["false-positives.txt"]     # paths relative to this file
 
+    [banks]                               # live banks, folded into each build
+    path = "banks"                        # default: the index's own banks/ directory
+    names = ["MODERATORS"]                # default: every bank there
+    thresholds = { pdq = 31 }
+    enabled = true
+
     [[lists]]
     name = "clearinghouse"                # defaults to the file's stem
     path = "lists/clearinghouse.csv"
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hashmatch.errors import HashmatchError, IndexBuildError
+from hashmatch.index.artifact import BANKS
 from hashmatch.index.build import BuildOptions, ListSource
 from hashmatch.lists import DEFAULT_MAX_INVALID, Exclusions, parse_fraction, read_exclusions
 from hashmatch.lists.readers import LIST_FORMATS
@@ -35,16 +42,31 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["BuildConfig", "load_config"]
+__all__ = ["BankSourceConfig", "BuildConfig", "load_config"]
 
 _INDEX_KEYS = {"thresholds", "max_invalid", "strict", "exclude", "allow_empty", "keep_versions"}
 _LIST_KEYS = {"name", "path", "format", "algorithm", "thresholds", "enabled"}
+_BANK_KEYS = {"path", "names", "thresholds", "enabled"}
+
+
+@dataclass(frozen=True)
+class BankSourceConfig:
+    """The ``[banks]`` section: which live banks a build folds in."""
+
+    path: Path | None = None
+    """The bank directory (None: the built index's ``banks/``)."""
+    names: list[str] | None = None
+    thresholds: dict[str, int] = field(default_factory=dict)
+
+    def directory(self, index: str | Path) -> Path:
+        return self.path if self.path is not None else Path(index) / BANKS
 
 
 @dataclass
 class BuildConfig:
     sources: list[ListSource] = field(default_factory=list)
     options: BuildOptions = field(default_factory=BuildOptions)
+    banks: BankSourceConfig | None = None
 
 
 def load_config(path: str | Path) -> BuildConfig:
@@ -57,7 +79,7 @@ def load_config(path: str | Path) -> BuildConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise IndexBuildError(f"{path}: invalid TOML: {exc}") from None
     base = path.parent
-    unknown = set(data) - {"index", "lists"}
+    unknown = set(data) - {"index", "lists", "banks"}
     if unknown:
         raise IndexBuildError(f"{path}: unknown section(s) {sorted(unknown)}")
     index = data.get("index", {})
@@ -102,9 +124,31 @@ def load_config(path: str | Path) -> BuildConfig:
                 thresholds=_thresholds(path, f"{where} thresholds", item.get("thresholds", {})),
             )
         )
-    if not sources:
-        raise IndexBuildError(f"{path}: no enabled [[lists]]")
-    return BuildConfig(sources, options)
+    banks = _banks(path, data.get("banks"))
+    if not sources and banks is None:
+        raise IndexBuildError(f"{path}: no enabled [[lists]] or [banks]")
+    return BuildConfig(sources, options, banks)
+
+
+def _banks(path: Path, table: Any) -> BankSourceConfig | None:
+    if table is None:
+        return None
+    _check_keys(path, "[banks]", table, _BANK_KEYS)
+    if not table.get("enabled", True):
+        return None
+    names = table.get("names")
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise IndexBuildError(f"{path}: [banks] names must be a list of bank names")
+    where = table.get("path")
+    if where is not None and not isinstance(where, str):
+        raise IndexBuildError(f"{path}: [banks] path must be a string")
+    return BankSourceConfig(
+        path=path.parent / where if where is not None else None,
+        names=names,
+        thresholds=_thresholds(path, "[banks] thresholds", table.get("thresholds", {})),
+    )
 
 
 def _check_keys(path: Path, where: str, table: Any, allowed: set[str]) -> None:

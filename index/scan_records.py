@@ -31,9 +31,7 @@ _CORE_COLUMNS = ("path", "status", "matches", "error")
 QUALITY_COLUMN = "pdq_quality"
 
 
-def record_columns(
-    algorithms: Sequence[str], with_hashes: bool, style: RecordStyle
-) -> list[str]:
+def record_columns(algorithms: Sequence[str], with_hashes: bool, style: RecordStyle) -> list[str]:
     """The record's keys in order (a csv header, a table's columns, a dataset's schema)."""
     columns = list(_CORE_COLUMNS)
     if with_hashes:
@@ -93,8 +91,6 @@ def nested_from_flat(
         "error": row["error"],
     }
     if with_hashes:
-        record["hashes"] = {
-            name: row[name] for name in algorithms if row.get(name) is not None
-        }
+        record["hashes"] = {name: row[name] for name in algorithms if row.get(name) is not None}
         record[QUALITY_COLUMN] = row.get(QUALITY_COLUMN)
     return record

@@ -13,10 +13,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hashmatch.errors import OptionError
+from hashmatch.index.artifact import BANKS
 from hashmatch.loading import DEFAULT_LIMITS, ImageLimits
 from hashmatch.parallel import default_workers
 
 __all__ = [
+    "BANK_LOCK_VARIABLE",
     "DEFAULT_PORT",
     "MULTIPROCESS_VARIABLE",
     "SETTINGS",
@@ -30,6 +32,10 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus-client's multiprocess directory, which the supervisor sets for its servers."""
+
+BANK_LOCK_VARIABLE = "HASHMATCH_BANK_LOCK_HOLDER"
+"""Set by a ``--bank-writer`` supervisor to its pid: its server processes write the banks
+under the lock it holds."""
 
 DEFAULT_PORT = 5100
 """HMA's port, so a client's base URL changes only in its host."""
@@ -65,6 +71,13 @@ class ServiceConfig:
     fetch_timeout: float = 10.0
     verify: bool = True
     log_level: str = "info"
+    banks: Path | None = None
+    """The bank directory (None: ``<index>/banks``)."""
+    bank_writer: bool = False
+    bank_poll_interval: float = 1.0
+    rebuild_config: Path | None = None
+    rebuild_every: float = 0.0
+    rebuild_after: int = 0
 
     def __post_init__(self) -> None:
         for name in ("port",):
@@ -84,6 +97,21 @@ class ServiceConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise OptionError(f"{name} must be seconds > 0, got {value!r}")
+        if not isinstance(self.bank_poll_interval, (int, float)) or not self.bank_poll_interval > 0:
+            raise OptionError(
+                f"bank_poll_interval must be seconds > 0, got {self.bank_poll_interval!r}"
+            )
+        if not isinstance(self.rebuild_every, (int, float)) or self.rebuild_every < 0:
+            raise OptionError(f"rebuild_every must be seconds >= 0, got {self.rebuild_every!r}")
+        if isinstance(self.rebuild_after, bool) or not isinstance(self.rebuild_after, int):
+            raise OptionError(f"rebuild_after must be a whole number, got {self.rebuild_after!r}")
+        if self.rebuild_after < 0:
+            raise OptionError(f"rebuild_after must be >= 0, got {self.rebuild_after}")
+        if self.rebuilds and not (self.bank_writer and self.rebuild_config is not None):
+            raise OptionError(
+                "--rebuild-every/--rebuild-after need --bank-writer (the writing instance"
+                " rebuilds) and --rebuild-config (the lists.toml to build from)"
+            )
         if not self.fetch_timeout > 0:
             raise OptionError(f"fetch_timeout must be seconds > 0, got {self.fetch_timeout!r}")
         if self.stale_after <= self.reload_interval:
@@ -106,6 +134,15 @@ class ServiceConfig:
         return ImageLimits(
             max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, max_side=self.max_side
         )
+
+    @property
+    def bank_directory(self) -> Path:
+        return self.banks if self.banks is not None else self.index / BANKS
+
+    @property
+    def rebuilds(self) -> bool:
+        """Whether this instance folds its banks into new versions itself."""
+        return bool(self.rebuild_every or self.rebuild_after)
 
     @property
     def authenticated(self) -> bool:
@@ -138,6 +175,15 @@ SETTINGS: dict[str, str] = {
     "fetch_timeout": "seconds a `?url=` fetch may take",
     "verify": "check every index file's checksum when loading a version",
     "log_level": "debug, info, warning or error; request lines are JSON at info",
+    "banks": "the bank directory to follow (default: INDEX/banks); added contents match at once",
+    "bank_writer": "this instance writes the banks (curation routes accept changes);"
+    " one writer per bank directory, any number of readers",
+    "bank_poll_interval": "seconds between reads of the bank logs when nothing announced a"
+    " change (writers on this machine are seen at the next lookup)",
+    "rebuild_config": "the lists.toml (with a [banks] section) the writer rebuilds from",
+    "rebuild_every": "fold the banks into a new version at most every S seconds while records"
+    " wait (0: never; an external `index build --config` can do it instead)",
+    "rebuild_after": "fold the banks into a new version once N records wait (0: never)",
 }
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hashmatch.index.matcher import Matcher
+from hashmatch.index.overlay import LiveAdditions
 from hashmatch.service.config import ServiceConfig
 
 __all__ = ["IndexWatch", "ReloadStatus"]
@@ -49,8 +50,10 @@ class IndexWatch:
         self,
         config: ServiceConfig,
         on_update: Callable[[IndexWatch], None] | None = None,
+        banks: LiveAdditions | None = None,
     ) -> None:
         self.config = config
+        self.banks = banks
         self.status = ReloadStatus()
         self._matcher: Matcher | None = None
         self._on_update = on_update
@@ -93,7 +96,9 @@ class IndexWatch:
         changed = ok = False
         try:
             if self._matcher is None:
-                self._matcher = Matcher.open(self.config.index, verify=self.config.verify)
+                self._matcher = Matcher.open(
+                    self.config.index, verify=self.config.verify, banks=self.banks
+                )
                 changed = True
             else:
                 changed = self._matcher.reload()

@@ -37,7 +37,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from hashmatch.registry import plugin_modules
-from hashmatch.service.config import MULTIPROCESS_VARIABLE, ServiceConfig
+from hashmatch.service.config import BANK_LOCK_VARIABLE, MULTIPROCESS_VARIABLE, ServiceConfig
 from hashmatch.service.limits import MAX_HEADER_BYTES
 
 __all__ = ["configure_logging", "serve", "uvicorn_config"]
@@ -90,16 +90,53 @@ def serve(config: ServiceConfig) -> int:
         reserved.listen(_BACKLOG)
         reserved.set_inheritable(True)
     config = dataclasses.replace(config, port=int(reserved.getsockname()[1]))
+    bank_lock = _bank_writer_lock(config)
+    rebuilds = _rebuild_schedule(config)
     metrics_dir = tempfile.mkdtemp(prefix="hashmatch-metrics-")
     os.environ[MULTIPROCESS_VARIABLE] = metrics_dir
     # searches in server processes take one core each: the processes are the parallelism
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     supervisor = _Supervisor(config, None if _REUSE_PORT else reserved)
+    if rebuilds is not None:
+        rebuilds.start()
     try:
         return supervisor.run()
     finally:
+        if rebuilds is not None:
+            rebuilds.stop()
         reserved.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if bank_lock is not None:
+            os.close(bank_lock)
+
+
+def _bank_writer_lock(config: ServiceConfig) -> int | None:
+    """The writing instance's lock on its bank directory, held here for the servers' life
+    (BankLockedError if another process writes it); its servers are told by
+    :data:`BANK_LOCK_VARIABLE` that they write under it."""
+    if not config.bank_writer:
+        return None
+    from hashmatch.banks.directory import acquire_writer_lock
+
+    descriptor = acquire_writer_lock(config.bank_directory)
+    os.environ[BANK_LOCK_VARIABLE] = str(os.getpid())
+    return descriptor
+
+
+def _rebuild_schedule(config: ServiceConfig) -> Any:
+    if not config.rebuilds:
+        return None
+    from hashmatch.banks.rebuild import RebuildSchedule
+
+    assert config.rebuild_config is not None  # the config checks it
+    return RebuildSchedule(
+        config.rebuild_config,
+        config.index,
+        config.bank_directory,
+        every=config.rebuild_every,
+        after=config.rebuild_after,
+        poll_interval=config.bank_poll_interval,
+    )
 
 
 _REUSE_PORT = hasattr(socket, "SO_REUSEPORT")

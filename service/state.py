@@ -8,13 +8,15 @@ through :func:`service_state`. Errors a route raises as :class:`ServiceError` be
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from fastapi import Request
 
+from hashmatch.banks import BankFollower, BankWriter
 from hashmatch.index.matcher import Matcher
 from hashmatch.service.auth import TokenSet
-from hashmatch.service.config import ServiceConfig
+from hashmatch.service.config import BANK_LOCK_VARIABLE, ServiceConfig
 from hashmatch.service.metrics import ServiceMetrics
 from hashmatch.service.reloading import IndexWatch
 from hashmatch.service.uploads import UploadHasher
@@ -41,18 +43,40 @@ class ServiceState:
     hasher: UploadHasher
     tokens: TokenSet
     metrics: ServiceMetrics
+    banks: BankFollower
+    bank_writer: BankWriter | None = None
 
     @classmethod
     def start(cls, config: ServiceConfig, metrics: ServiceMetrics) -> ServiceState:
         tokens = TokenSet(config.token_file)
-        watch = IndexWatch(config, on_update=metrics.observe_index)
+        banks = BankFollower(config.bank_directory, poll_interval=config.bank_poll_interval)
+        writer = None
+        if config.bank_writer:
+            # under a supervisor that holds the directory's lock, or (in-process) taking it
+            supervised = os.environ.get(BANK_LOCK_VARIABLE) == str(os.getppid())
+            writer = banks.writer(shared_lock=supervised)
+        watch = IndexWatch(config, on_update=metrics.observe_index, banks=banks)
         hasher = UploadHasher(config.hash_workers, config.time_limit, config.max_waiting)
         watch.start()
-        return cls(config, watch, hasher, tokens, metrics)
+        banks.start()
+        return cls(config, watch, hasher, tokens, metrics, banks, writer)
 
     def stop(self) -> None:
         self.watch.stop()
+        self.banks.close()
+        if self.bank_writer is not None:
+            self.bank_writer.close()
         self.hasher.close()
+
+    def writer(self) -> BankWriter:
+        """The bank writer; 403 on an instance that only reads the banks."""
+        if self.bank_writer is None:
+            raise ServiceError(
+                403,
+                "this instance only reads the banks; send changes to the instance started"
+                " with --bank-writer",
+            )
+        return self.bank_writer
 
     def reload(self) -> None:
         """What ``SIGHUP`` does: check the index now, re-read the token file."""

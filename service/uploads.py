@@ -66,4 +66,3 @@ class UploadHasher:
 
     def close(self) -> None:
         self._pool.close()
-
