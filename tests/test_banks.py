@@ -457,3 +457,25 @@ def test_sixteen_threads_first_lookups_on_banks_race_safely_with_an_add(index: P
             timeout=120,
         )
         assert result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+def test_without_the_change_hint_the_poll_reads_the_logs(index: Path) -> None:
+    """A file system whose ``.changes`` hint lags (or a writer elsewhere that bumps none):
+    the follower's own polling reads the new records."""
+    from hashmatch.banks.log import append_lines
+    from hashmatch.fixtures.service import wait_until
+
+    with BankWriter(index / "banks") as writer:
+        writer.create_bank("MOD")
+    follower = BankFollower(index / "banks", poll_interval=0.2)
+    matcher = Matcher.open(index, banks=follower)
+    code = _hex(random_codes(1, seed=83)[0])
+    assert _found(matcher, code) == set()
+    record = BankRecord("add", 2, time.time(), "elsewhere", {"id": 5, "signals": {"pdq": code}})
+    append_lines(index / "banks" / "MOD.log", encode_line(record))
+    assert _found(matcher, code) == set()  # the hint did not move: not yet read
+    follower.start()
+    try:
+        wait_until("the poll reading the log", lambda: _found(matcher, code) == {("MOD", "5")}, 60)
+    finally:
+        follower.close()
