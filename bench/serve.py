@@ -18,7 +18,10 @@ server-process count, requests/s, p50/p99 latency and errors of:
 * the library on the same cores: ``Matcher.lookup`` (one query, a loop) and
   ``Matcher.match_many(paths, workers=2)``, so the HTTP overhead is a ratio;
 * the memory of every server and hashing process (VmRSS, and Pss, which splits the shared
-  memory-mapped index fairly) with the largest index loaded, for 1 and 2 server processes.
+  memory-mapped index fairly) with the largest index loaded, for 1 and 2 server processes;
+* live banks (``serve_banks.py``) on the largest index: add -> matchable on the writing and a
+  second instance, raw_lookup beside an overlay of 0, 1,000 and 100,000 added hashes, adds/s
+  (``--banks-only``: just these).
 
 Every phase is bounded by ``--requests`` and ``--seconds``. The load generator is this
 process (one thread and one keep-alive connection per concurrent client; http.client costs
@@ -49,6 +52,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from load import CLIENTS, Bounds, Call, Load, cpu_seconds, generate_load, own_cpu_seconds
+from serve_banks import bank_phases, print_banks
 from serve_calls import (
     lookup_batch_calls,
     match_calls,
@@ -286,6 +290,8 @@ def parse_arguments() -> argparse.Namespace:
         default="stdlib",
         help="http.client or httpx connections [%(default)s]",
     )
+    add("--banks-only", action="store_true", help="only the live banks' phases")
+    add("--bank-adds", type=int, default=300, help="adds timed to matchable [%(default)s]")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.seconds, args.warmup = (
@@ -308,6 +314,13 @@ def main() -> None:
     bounds = Bounds(args.requests, args.seconds, args.warmup, args.client)
     started = time.perf_counter()
     paths, known = write_images(args.work, args.images)
+    if args.banks_only:
+        banks = bank_phases(
+            prepare_index(args.work, sizes[-1], known), args.work, bounds, args.bank_adds
+        )
+        print(f"\nall phases in {time.perf_counter() - started:.0f}s")
+        print_banks(banks)
+        return
     for entries in sizes:
         served = prepare_index(args.work, entries, known)
         run.library[entries] = library_loads(served, paths, known, bounds)
@@ -329,6 +342,9 @@ def main() -> None:
         run.reloads[workers] = reload_phase(
             args.work, workers, hashing, paths, known, bounds, args.reloads
         )
+    banks = bank_phases(
+        prepare_index(args.work, sizes[-1], known), args.work, bounds, args.bank_adds
+    )
     version = resolve_version(args.work / f"pdq-{sizes[-1]}" / "index")
     disk_mib = sum(p.stat().st_size for p in version.iterdir()) / 2**20
     print(f"\nall phases in {time.perf_counter() - started:.0f}s")
@@ -336,6 +352,7 @@ def main() -> None:
     print_memory(run, sizes[-1], disk_mib)
     print_reloads(run)
     print_targets(run, sizes[-1])
+    print_banks(banks)
 
 
 if __name__ == "__main__":
