@@ -34,9 +34,11 @@ from hashmatch.banks.records import (
     BANK_NAME,
     ENABLED,
     MAX_NOTE,
+    NO_SIGNALS,
     BankRecord,
     check_bank_name,
     check_disable_until,
+    checked_signal_sets,
     encode_line,
     validated_signals,
 )
@@ -86,6 +88,7 @@ class BankDirectory:
         self.problem_count = 0
         self._positions: dict[str, LogRead] = {}
         self._hint: tuple[int, int, int] | None = None
+        self._max_id = 0
         self._lock = threading.RLock()
 
     def refresh(self) -> list[Change]:
@@ -104,9 +107,10 @@ class BankDirectory:
                     self.problems = (self.problems + position.problems)[-100:]
                 if position.records:
                     state = self.banks.setdefault(name, BankState(name))
-                    changes.extend(
-                        (name, kind, what) for kind, what in state.apply(position.records)
-                    )
+                    for kind, what in state.apply(position.records):
+                        changes.append((name, kind, what))
+                        if kind == "entry":
+                            self._max_id = max(self._max_id, what)
             if changes and self.on_changes is not None:
                 self.on_changes(changes)
             return changes
@@ -143,7 +147,8 @@ class BankDirectory:
         return entry
 
     def max_id(self) -> int:
-        return max((max(s.entries, default=0) for s in self.banks.values()), default=0)
+        """The largest content id of any bank, ever (ids are never reused)."""
+        return self._max_id
 
 
 class BankWriter:
@@ -227,9 +232,7 @@ class BankWriter:
     ) -> list[BankEntry]:
         """Add contents (each checked first: one bad hash adds nothing); returns them with
         their new ids, durable when this returns."""
-        items = [_checked_content(i, item) for i, item in enumerate(contents)]
-        if not items:
-            raise BankError("No signals given")
+        items = _checked_contents(list(contents))
         new_ids: list[int] = []
 
         def make(
@@ -413,18 +416,33 @@ def _ratio(value: object) -> float:
     return float(value)
 
 
-def _checked_content(number: int, item: NewContent) -> NewContent:
-    where = f"content {number + 1}" if number else "signals"
-    signals = validated_signals(item.signals, where)
-    for key in ("note", "uri"):
-        value = getattr(item, key)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_NOTE):
-            raise BankError(f"{where}: {key} must be a string of at most {MAX_NOTE} characters")
-    metadata = item.metadata
-    if metadata is not None and (not isinstance(metadata, dict) or len(repr(metadata)) > MAX_NOTE):
-        raise BankError(f"{where}: metadata must be an object of at most {MAX_NOTE} characters")
-    check_disable_until(item.disable_until_ts, time.time())
-    return NewContent(signals, item.note, item.metadata, item.uri, item.disable_until_ts)
+def _checked_contents(contents: list[NewContent]) -> list[NewContent]:
+    """Every content checked (signals in one validation batch); BankError naming the first
+    bad one, so a bulk add is all or nothing."""
+    if not contents:
+        raise BankError(NO_SIGNALS)
+    now = time.time()
+    checked = []
+    for number, (item, signals) in enumerate(
+        zip(contents, checked_signal_sets([c.signals for c in contents]), strict=True)
+    ):
+        where = f"content {number + 1}" if len(contents) > 1 else "signals"
+        if isinstance(signals, str):
+            raise BankError(signals if signals == NO_SIGNALS else f"{where}: {signals}")
+        for key in ("note", "uri"):
+            value = getattr(item, key)
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_NOTE):
+                raise BankError(f"{where}: {key} must be a string of at most {MAX_NOTE} characters")
+        metadata = item.metadata
+        if metadata is not None and (
+            not isinstance(metadata, dict) or len(repr(metadata)) > MAX_NOTE
+        ):
+            raise BankError(f"{where}: metadata must be an object of at most {MAX_NOTE} characters")
+        check_disable_until(item.disable_until_ts, now)
+        checked.append(
+            NewContent(signals, item.note, item.metadata, item.uri, item.disable_until_ts)
+        )
+    return checked
 
 
 def _checked_exclusion(key: ExclusionKey) -> ExclusionKey:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hashmatch.banks.records import BankRecord, decode_line
+from hashmatch.banks.records import BankRecord, checked_records, decode_line
 
 __all__ = ["LOG_SUFFIX", "LogProblem", "LogRead", "append_lines", "read_tail", "repair_tail"]
 
@@ -78,14 +78,27 @@ def read_tail(position: LogRead) -> LogRead:
 
 
 def _decode_lines(position: LogRead, complete: bytes) -> None:
+    decoded: list[BankRecord] = []
+    lines: list[int] = []
     for raw in complete.split(b"\n")[:-1]:
         position.line += 1
         try:
-            position.records.append(decode_line(raw))
+            decoded.append(decode_line(raw))
+            lines.append(position.line)
         except ValueError as exc:
-            problem = LogProblem(str(position.path), position.line, str(exc))
-            position.problems.append(problem)
-            _log.warning("%s", problem)
+            _problem(position, position.line, str(exc))
+    for line, checked in zip(lines, checked_records(decoded), strict=True):
+        if isinstance(checked, str):
+            _problem(position, line, checked)
+        else:
+            position.records.append(checked)
+    position.problems.sort(key=lambda problem: problem.line)
+
+
+def _problem(position: LogRead, line: int, reason: str) -> None:
+    problem = LogProblem(str(position.path), line, reason)
+    position.problems.append(problem)
+    _log.warning("%s", problem)
 
 
 def repair_tail(path: Path) -> int:
