@@ -88,9 +88,10 @@ class BankFollower:
     def view_for(self, snapshot: LoadedIndex) -> View:
         """The overlay view for ``snapshot`` as the logs are now (made, for a version seen
         first, from the whole directory: once per published version)."""
-        if self.directory.changed_since_refresh():
-            self.poll()
         overlay = self._overlays.get(snapshot.version)
+        if self.directory.changed_since_refresh() or (overlay is not None and overlay.due()):
+            self.poll()
+            overlay = self._overlays.get(snapshot.version)
         if overlay is None:
             with self.directory.locked(), self._lock:
                 overlay = self._overlays.get(snapshot.version)

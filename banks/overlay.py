@@ -119,6 +119,13 @@ class Overlay:
                 continue
         self.generation = generation
 
+    def due(self, now: float | None = None) -> bool:
+        """Whether a content's ``disable_until_ts`` has come and waits to be applied."""
+        try:  # read without the lock: the heap may empty under us
+            return self._pending[0][0] <= (time.time() if now is None else now)
+        except IndexError:
+            return False
+
     def apply_due(self, now: float | None = None) -> bool:
         """Re-decide contents whose ``disable_until_ts`` has come; True if any had."""
         now = time.time() if now is None else now
