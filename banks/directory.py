@@ -105,15 +105,34 @@ class BankDirectory:
                 if position.problems:
                     self.problem_count += len(position.problems)
                     self.problems = (self.problems + position.problems)[-100:]
-                if position.records:
-                    state = self.banks.setdefault(name, BankState(name))
-                    for kind, what in state.apply(position.records):
-                        changes.append((name, kind, what))
-                        if kind == "entry":
-                            self._max_id = max(self._max_id, what)
+                changes.extend(self._fold(name, position.records))
             if changes and self.on_changes is not None:
                 self.on_changes(changes)
             return changes
+
+    def fold_written(self, name: str, records: list[BankRecord], written: int) -> list[Change]:
+        """Fold in records this process has just appended (``written`` bytes, right after
+        what the last refresh read, under the append lock): the same as reading them back,
+        without decoding and checking them again."""
+        with self._lock:
+            position = self._positions.setdefault(name, LogRead(self.path / f"{name}{LOG_SUFFIX}"))
+            position.offset += written
+            position.line += len(records)
+            changes = self._fold(name, records)
+            if changes and self.on_changes is not None:
+                self.on_changes(changes)
+            return changes
+
+    def _fold(self, name: str, records: list[BankRecord]) -> list[Change]:
+        if not records:
+            return []
+        state = self.banks.setdefault(name, BankState(name))
+        changes: list[Change] = []
+        for kind, what in state.apply(records):
+            changes.append((name, kind, what))
+            if kind == "entry":
+                self._max_id = max(self._max_id, what)
+        return changes
 
     def locked(self) -> threading.RLock:
         """Held while the states change: what reads them whole (a new overlay) takes it."""
@@ -343,9 +362,11 @@ class BankWriter:
                 ]
                 path = self.path / f"{name}{LOG_SUFFIX}"
                 _end_with_newline(path)
-                append_lines(path, b"".join(encode_line(r) for r in records))
+                data = b"".join(encode_line(r) for r in records)
+                append_lines(path, data)
                 self._bump_changes()
-                self.directory.refresh()  # folds them in (and into a follower's overlay)
+                # in, and in a follower's overlay, before the call returns
+                self.directory.fold_written(name, records, len(data))
             finally:
                 fcntl.flock(self._append_descriptor, fcntl.LOCK_UN)
         return records
