@@ -9,6 +9,7 @@ from PIL import Image
 
 import hashmatch
 from hashmatch.cli import (
+    bank_command,
     demo_command,
     eval_command,
     hash_command,
@@ -46,6 +47,7 @@ app.command("demo")(demo_command.demo_command)
 app.command("hash")(hash_command.hash_command)
 app.command("scan")(scan_command.scan_command)
 app.add_typer(index_command.app, name="index")
+app.add_typer(bank_command.app, name="bank")
 app.command("lookup")(lookup_command.lookup_command)
 app.command("eval")(eval_command.eval_command)
 app.command("serve")(serve_command.serve_command)

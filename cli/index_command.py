@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from hashmatch.banks.source import config_sources
 from hashmatch.cli.exit_codes import ExitCode
 from hashmatch.cli.options import OutputFormatOption, ThresholdOption, parse_thresholds
 from hashmatch.cli.output import OutputFormat, open_writer, print_error, stderr_console
-from hashmatch.errors import HashmatchError
-from hashmatch.index.build import BuildOptions, ListSource, build_index
-from hashmatch.index.config import load_config
+from hashmatch.errors import HashmatchError, IndexBuildError
+from hashmatch.index.build import BuildOptions, ListSource, Source, build_index
+from hashmatch.index.config import BankSourceConfig, BuildConfig, load_config
 from hashmatch.index.diff import diff_indexes
 from hashmatch.index.inspect import index_info, verify_index
 from hashmatch.lists import Exclusions, parse_fraction, read_exclusions
@@ -40,6 +42,13 @@ def build_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="The index directory.")] = ...,  # type: ignore[assignment]
     config: Annotated[
         Path | None, typer.Option("--config", help="A lists.toml describing lists and defaults.")
+    ] = None,
+    banks: Annotated[
+        Path | None,
+        typer.Option(
+            "--banks",
+            help="Fold in every bank of this bank directory (overrides lists.toml's [banks] path).",
+        ),
     ] = None,
     algorithm: Annotated[
         str | None, typer.Option("--algorithm", "-a", help="Algorithm of lists that do not say.")
@@ -72,11 +81,14 @@ def build_command(
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
 ) -> None:
-    """Build an index from hash lists and publish it atomically (exit 0 ok, 2 failed)."""
+    """Build an index from hash lists and banks and publish it atomically (exit 0 ok, 2
+    failed)."""
     try:
         sources, options = _build_plan(
             lists,
             config,
+            banks,
+            output,
             algorithm,
             list_name,
             list_format,
@@ -104,6 +116,8 @@ def build_command(
 def _build_plan(
     lists: list[Path] | None,
     config: Path | None,
+    banks: Path | None,
+    output: Path,
     algorithm: str | None,
     list_name: str | None,
     list_format: str,
@@ -112,18 +126,20 @@ def _build_plan(
     max_invalid: str | None,
     exclude: list[Path] | None,
     allow_empty: bool,
-) -> tuple[list[ListSource], BuildOptions]:
+) -> tuple[list[Source], BuildOptions]:
     if list_format not in (*LIST_FORMATS, "auto"):
         raise typer.BadParameter(f"unknown list format {list_format!r}", param_hint="--list-format")
     thresholds = parse_thresholds(threshold)
-    sources: list[ListSource] = []
-    options = BuildOptions()
-    if config is not None:
-        loaded = load_config(config)
-        sources, options = loaded.sources, loaded.options
-    sources += [ListSource(path, list_name, algorithm, list_format) for path in lists or []]
-    if not sources:
-        raise typer.BadParameter("give hash list files or --config", param_hint="LISTS")
+    plan = load_config(config) if config is not None else BuildConfig()
+    files = [ListSource(path, list_name, algorithm, list_format) for path in lists or []]
+    plan = replace(plan, sources=[*plan.sources, *files])
+    if banks is not None:
+        if not banks.is_dir():
+            raise IndexBuildError(f"{banks}: no bank directory (--banks)")
+        plan = replace(plan, banks=replace(plan.banks or BankSourceConfig(), path=banks))
+    if not plan.sources and plan.banks is None:
+        raise typer.BadParameter("give hash list files, --config or --banks", param_hint="LISTS")
+    sources, options = config_sources(plan, output)
     exclusions = Exclusions()
     exclusions.merge(options.exclusions)
     for path in exclude or []:
