@@ -14,7 +14,7 @@ from hashmatch.banks.directory import (
     NewContent,
     default_bank_directory,
 )
-from hashmatch.banks.follower import BankFollower
+from hashmatch.banks.follower import BankFollower, live_banks
 from hashmatch.banks.state import BankEntry, BankState
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "BankWriter",
     "NewContent",
     "default_bank_directory",
+    "live_banks",
 ]

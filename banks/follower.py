@@ -16,12 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hashmatch.banks.directory import BankDirectory, BankWriter, Change
+from hashmatch.banks.directory import (
+    BankDirectory,
+    BankWriter,
+    Change,
+    default_bank_directory,
+)
+from hashmatch.banks.log import LOG_SUFFIX
 from hashmatch.banks.overlay import Overlay, View, folded_through
 from hashmatch.errors import OptionError
 from hashmatch.index.loaded import LoadedIndex
 
-__all__ = ["BankFollower"]
+__all__ = ["BankFollower", "live_banks"]
 
 _log = logging.getLogger("hashmatch.banks")
 
@@ -134,3 +140,12 @@ class BankFollower:
             "overlay_hidden": overlay.hidden_count() if overlay is not None else 0,
             "unreadable_records": self.directory.problem_count,
         }
+
+
+def live_banks(index: str | Path) -> BankFollower | None:
+    """A started follower of ``index``'s own bank directory when it holds any bank (what the
+    ``lookup`` and ``scan`` commands search beside the published version), else None."""
+    path = default_bank_directory(index)
+    if not any(path.glob(f"*{LOG_SUFFIX}")):
+        return None
+    return BankFollower(path).start()

@@ -139,6 +139,9 @@ class BankState:
                     entry.history.append((record.seq, DELETED))
                     dropped.append(("entry", entry.id))
             self.live_entries = 0
+            for key in self.active_exclusions():  # a dropped bank's exclusions go with it
+                self.exclusions[key].append((record.seq, False))
+                dropped.append(("exclusion", key))
             return [("bank", self.name), *dropped]
         if op == "add":
             content = int(fields["id"])

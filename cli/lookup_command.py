@@ -20,13 +20,15 @@ def lookup_command(
     output_format: OutputFormatOption = None,
     threshold: ThresholdOption = None,
 ) -> None:
-    """Look hashes up in an index (exit 1 if anything matched, 0 if not, 2 on error)."""
+    """Look hashes up in an index and its live banks (exit 1 if anything matched, 0 if not,
+    2 on error)."""
+    from hashmatch.banks import live_banks
     from hashmatch.index.matcher import Matcher
 
     thresholds = parse_thresholds(threshold)
     try:
         queries = [_parse_query(text) for text in hashes]
-        matcher = Matcher.open(index)
+        matcher = Matcher.open(index, banks=live_banks(index))
     except (HashmatchError, ValueError) as exc:
         print_error(exc)
         raise typer.Exit(ExitCode.FAILED) from None

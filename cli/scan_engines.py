@@ -55,9 +55,11 @@ class LocalEngine:
     """The scan on this machine: a walk, ``Matcher.match_many`` on worker processes."""
 
     def __init__(self, index: Path, scan: ScanInput, options: MatchOptions, workers: int) -> None:
+        from hashmatch.banks import live_banks
         from hashmatch.index.matcher import Matcher
 
-        self._matcher = Matcher.open(index)
+        # the index's live banks too: what moderators added since the build is found
+        self._matcher = Matcher.open(index, banks=live_banks(index))
         self._scan = scan
         self._options = options
         self._workers = workers

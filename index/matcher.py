@@ -106,9 +106,10 @@ class Matcher:
             raise OptionError(
                 f"reload_interval must be seconds > 0 or None, got {reload_interval!r}"
             )
-        matcher = cls(
-            path, LoadedIndex(resolve_version(path), verify=verify), verify=verify, banks=banks
-        )
+        snapshot = LoadedIndex(resolve_version(path), verify=verify)
+        if banks is not None:
+            banks.view_for(snapshot)  # the overlay for it, made before it serves
+        matcher = cls(path, snapshot, verify=verify, banks=banks)
         if reload_interval is not None:
             matcher._start_watcher(reload_interval)
         return matcher
