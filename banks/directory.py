@@ -112,8 +112,9 @@ class BankDirectory:
 
     def fold_written(self, name: str, records: list[BankRecord], written: int) -> list[Change]:
         """Fold in records this process has just appended (``written`` bytes, right after
-        what the last refresh read, under the append lock): the same as reading them back,
-        without decoding and checking them again."""
+        what the last refresh read, with the append lock and this directory's lock held since
+        that refresh): the same as reading them back, without decoding and checking them
+        again."""
         with self._lock:
             position = self._positions.setdefault(name, LogRead(self.path / f"{name}{LOG_SUFFIX}"))
             position.offset += written
@@ -340,7 +341,9 @@ class BankWriter:
         """Catch up, let ``make`` decide the records on the state as it is, append them
         durably, fold them in: all under the append lock, so checks and ids see every
         earlier record of every process."""
-        with self._thread_lock:
+        # the directory's lock too: a refresh by another thread (a follower's poll) between
+        # the append and its fold would read the lines and then see them counted twice
+        with self._thread_lock, self.directory.locked():
             fcntl.flock(self._append_descriptor, fcntl.LOCK_EX)
             try:
                 self.directory.refresh()

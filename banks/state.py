@@ -133,15 +133,15 @@ class BankState:
             return [("bank", self.name)]
         if op == "drop":
             self.exists = False
-            dropped = []
+            dropped: list[tuple[str, Any]] = []
             for entry in self.entries.values():
                 if not entry.deleted:
                     entry.history.append((record.seq, DELETED))
                     dropped.append(("entry", entry.id))
             self.live_entries = 0
-            for key in self.active_exclusions():  # a dropped bank's exclusions go with it
-                self.exclusions[key].append((record.seq, False))
-                dropped.append(("exclusion", key))
+            for excluded in self.active_exclusions():  # a dropped bank's go with it
+                self.exclusions[excluded].append((record.seq, False))
+                dropped.append(("exclusion", excluded))
             return [("bank", self.name), *dropped]
         if op == "add":
             content = int(fields["id"])

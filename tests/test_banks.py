@@ -479,3 +479,32 @@ def test_without_the_change_hint_the_poll_reads_the_logs(index: Path) -> None:
         wait_until("the poll reading the log", lambda: _found(matcher, code) == {("MOD", "5")}, 60)
     finally:
         follower.close()
+
+
+def test_adds_from_threads_racing_a_fast_poll_get_distinct_ids_and_keep_their_hashes(
+    index: Path,
+) -> None:
+    """A follower's poll reading the log between a writer's append and its fold once made
+    the writer skip later records and hand out ids already taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    follower = BankFollower(index / "banks", poll_interval=0.001).start()
+    codes = [_hex(c) for c in random_codes(400, seed=87)]
+    try:
+        with follower.writer() as writer, BankWriter(index / "banks", shared_lock=True) as other:
+            writer.create_bank("MOD")
+            # two writers of one instance (its server processes), each its own directory view
+            pairs = list(zip(range(400), [writer, other] * 200, strict=True))
+            with ThreadPoolExecutor(8) as pool:
+                ids = list(
+                    pool.map(
+                        lambda p: p[1].add("MOD", [NewContent({"pdq": codes[p[0]]})])[0].id, pairs
+                    )
+                )
+    finally:
+        follower.close()
+    assert len(set(ids)) == 400
+    directory = BankDirectory(index / "banks")
+    directory.refresh()
+    entries = directory.bank("MOD").entries
+    assert [entries[i].signals["pdq"] for i in ids] == codes
