@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import hashmatch
-from hashmatch.service import hma_routes, native_routes, status_routes
+from hashmatch.service import bank_routes, hma_curation, hma_routes, native_routes, status_routes
 from hashmatch.service.auth import AuthMiddleware
 from hashmatch.service.config import ServiceConfig
 from hashmatch.service.limits import BodyLimitMiddleware, BodyStalled, BodyTooLarge
@@ -59,7 +59,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.service = None
-    routers = (status_routes.router, hma_routes.router, native_routes.router)
+    routers = (
+        status_routes.router,
+        hma_routes.router,
+        hma_curation.router,
+        native_routes.router,
+        bank_routes.router,
+    )
     for router in routers:
         app.include_router(router)
     app.state.routes = route_table(app, routers)

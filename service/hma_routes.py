@@ -3,8 +3,11 @@ parameters, status codes, messages and shapes, so an HMA client only changes its
 
 How HMA's names map onto ours is :mod:`~hashmatch.service.hma_signals`. Responses are keyed
 by bank or signal type names only (clients read every key as one); what hashmatch knows
-beyond HMA is said by ``/v1``. HMA's sampling parameters (``seed``, ``bypass_coinflip``) are
-accepted and ignored: every list always matches. Signal lookups search the hash as given
+beyond HMA is said by ``/v1``. ``/m/lookup`` samples managed banks as HMA does: a bank of the
+bank directory whose ``matching_enabled_ratio`` is below 1 answers only when the request's
+seeded coin flip (``random.Random(seed).random()``) falls under it, ``bypass_coinflip=true``
+skips the flip, and a bank at ratio 0 never answers there; the index's other lists always
+match, and ``/m/raw_lookup`` never samples. Signal lookups search the hash as given
 (HMA does not try rotations); uploads and fetched URLs are matched as ``/v1/match`` matches
 them (rotations, borders), answered in HMA's shape.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -82,7 +86,33 @@ SignalType = Annotated[str, Query(description="pdq, video_md5, or a hashmatch al
 Banks = Annotated[str | None, Query(description="Comma-separated banks (lists) to report.")]
 Types = Annotated[str | None, Query(description="Comma-separated signal types to compute.")]
 ContentType = Annotated[str | None, Query(description="photo or video (else guessed).")]
-Ignored = Annotated[str | None, Query(description="HMA's sampling; accepted, ignored.")]
+Seed = Annotated[str | None, Query(description="Seeds the coin flip of sampled banks.")]
+Bypass = Annotated[
+    str | None, Query(description="true: skip the coin flip (banks at ratio 0 stay off).")
+]
+
+
+def _sample_banks(
+    state: ServiceState,
+    groups: Iterable[BankMatches],
+    seed: str | None,
+    bypass_coinflip: str | None,
+) -> None:
+    """HMA's per-bank sampling, in place: a managed bank (one of the bank directory) whose
+    ratio ``r`` is below 1 keeps its matches only when ``random.Random(seed).random() < r``,
+    one flip per request; ``bypass_coinflip=true`` keeps them unless ``r`` is 0."""
+    banks = state.banks.directory.banks
+    bypass = (bypass_coinflip or "").lower() == "true"
+    coin: float | None = None
+    for grouped in groups:
+        for name in list(grouped):
+            bank = banks.get(name)
+            if bank is None or not bank.exists or bank.ratio >= 1:
+                continue
+            if coin is None:
+                coin = random.Random(seed).random()
+            if bank.ratio <= 0 or not (bypass or coin < bank.ratio):
+                del grouped[name]
 
 
 def _count(request: Request, grouped: Iterable[BankMatches]) -> None:
@@ -128,8 +158,8 @@ async def lookup_get(
     content_type: ContentType = None,
     types: Types = None,
     banks: Banks = None,
-    seed: Ignored = None,
-    bypass_coinflip: Ignored = None,
+    seed: Seed = None,
+    bypass_coinflip: Bypass = None,
 ) -> dict[str, Any]:
     """Banks matching a hash: ``{"BANK": [{"bank_content_id", "distance"}]}``; or, with
     ``url``, the fetched content's ``{"pdq": {"BANK": [...]}}`` (only the inner level when
@@ -140,12 +170,14 @@ async def lookup_get(
         fetched = await fetch_url(state.config, url)
         kind = url_content_type(content_type, fetched.media_type)
         by_type = await _lookup_upload(state, kind, fetched.upload, types, banks)
+        _sample_banks(state, by_type.values(), seed, bypass_coinflip)
         _count(request, by_type.values())
         return by_type.get(signal_type, {}) if signal_type is not None else by_type
     if not signal or not signal_type:
         raise ServiceError(400, "Either url or both signal and signal_type are required")
     matches = _lookup_signal(state, signal, signal_type)
     grouped = by_bank(matches, bank_filter(banks))
+    _sample_banks(state, [grouped], seed, bypass_coinflip)
     _count(request, [grouped])
     return grouped
 
@@ -155,14 +187,15 @@ async def lookup_post(
     request: Request,
     types: Types = None,
     banks: Banks = None,
-    seed: Ignored = None,
-    bypass_coinflip: Ignored = None,
+    seed: Seed = None,
+    bypass_coinflip: Bypass = None,
 ) -> dict[str, BankMatches]:
     """Match one uploaded file (field ``photo`` or ``video``): ``{"pdq": {"BANK": [...]}}``;
     400 ``invalid signal: invalid PDQ hash`` for a photo too flat to match (quality < 50)."""
     state = service_state(request)
     content_type, upload = await hma_upload(request)
     by_type = await _lookup_upload(state, content_type, upload, types, banks)
+    _sample_banks(state, by_type.values(), seed, bypass_coinflip)
     _count(request, by_type.values())
     return by_type
 
