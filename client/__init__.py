@@ -8,9 +8,10 @@ same :class:`~hashmatch.ImageError` subclasses. What only a service can do wrong
 :class:`~hashmatch.errors.ServiceCallError` (``AuthenticationError`` for 401,
 ``ServiceUnavailableError`` for 503), naming the URL and never the token or a hash.
 
-Every call is read-only on the server, so ``retries`` may safely repeat one after a 503 or a
-lost connection. One client keeps a pool of keep-alive connections; close it (or use it as a
-context manager) when done.
+Matching calls are read-only on the server, so ``retries`` may safely repeat one after a 503
+or a lost connection; bank changes (``create_bank``, ``add_to_bank`` ...: the writing
+instance's ``/v1/banks`` routes) are sent once, as an add repeated would add twice. One client
+keeps a pool of keep-alive connections; close it (or use it as a context manager) when done.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -26,17 +28,25 @@ import httpx
 
 import hashmatch
 from hashmatch.client.wire import (
+    BankContent,
+    BankInfo,
     HashQuery,
     ImageInput,
+    NewBankContent,
     ServiceSwitches,
+    bank_content,
+    bank_info,
     batch_results,
     chunks,
+    content_json,
+    exclusions_json,
     failed,
     hash_result,
     image_bytes,
     image_error,
     is_result,
     lookup_answers,
+    new_ids,
     query_json,
     switch_params,
 )
@@ -47,6 +57,7 @@ from hashmatch.errors import (
     ServiceCallError,
     ServiceUnavailableError,
 )
+from hashmatch.hashes import Hash
 from hashmatch.hashing import HashResult
 from hashmatch.index.results import Match, MatchResult
 
@@ -55,9 +66,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "BankContent",
+    "BankInfo",
     "Client",
     "HashQuery",
     "ImageInput",
+    "NewBankContent",
     "ServiceCallError",
     "ServiceSwitches",
     "ServiceUnavailableError",
@@ -241,6 +255,89 @@ class Client:
         self._checked_json(response)
         return True
 
+    # -- banks: the writing instance's /v1/banks (changes sent once, never retried) ----------
+
+    def create_bank(self, name: str, *, matching_enabled_ratio: float = 1.0) -> BankInfo:
+        """Create a bank (``UPPER_WITH_UNDERSCORE``); its contents match once added."""
+        body = {"name": name, "matching_enabled_ratio": matching_enabled_ratio}
+        response = self._call("POST", "/v1/banks", retries=0, json=body)
+        return self._parsed(response, bank_info, self._written_json(response))
+
+    def add_to_bank(self, name: str, contents: Sequence[NewBankContent]) -> list[int]:
+        """Add contents (hashes, or :class:`~hashmatch.banks.NewContent`) in one durable
+        append, all or nothing; their new content ids, in order. They match at once."""
+        body = {"contents": [content_json(item) for item in contents]}
+        response = self._call("POST", _bank_path(name, "contents"), retries=0, json=body)
+        ids = self._parsed(response, new_ids, self._written_json(response))
+        if len(ids) != len(body["contents"]):
+            raise self._unexpected(response, f"{len(ids)} ids for {len(body['contents'])}")
+        return ids
+
+    def disable(self, name: str, content_id: int) -> BankContent:
+        """Stop a content matching (until :meth:`enable`)."""
+        return self._set_content(name, content_id, {"enabled": False})
+
+    def enable(self, name: str, content_id: int) -> BankContent:
+        return self._set_content(name, content_id, {"enabled": True})
+
+    def delete_content(self, name: str, content_id: int) -> bool:
+        """Delete a content; False when there was none to delete."""
+        path = _bank_path(name, "contents", str(content_id))
+        response = self._call("DELETE", path, retries=0)
+        body = self._written_json(response)
+        return self._parsed(response, lambda answer: bool(answer["deleted"]), body)
+
+    def exclude(
+        self,
+        name: str,
+        *,
+        hashes: Sequence[tuple[str, str | Hash]] = (),
+        entries: Sequence[tuple[str, str]] = (),
+        undo: bool = False,
+    ) -> None:
+        """Record confirmed false positives in bank ``name``: no lookup matches these stored
+        hashes (``(algorithm, hash)``) or list entries (``(list, entry_id)``) any more,
+        whichever list holds them; ``undo`` lifts them."""
+        body = exclusions_json(hashes, entries)
+        method = "DELETE" if undo else "POST"
+        response = self._call(method, _bank_path(name, "exclusions"), retries=0, json=body)
+        self._written_json(response)
+
+    def bank_contents(
+        self, name: str, *, include_disabled: bool = False, page_size: int = 100
+    ) -> Iterator[BankContent]:
+        """Every content of bank ``name`` by id, ``page_size`` a request (the server takes
+        at most 1000); disabled ones too with ``include_disabled``."""
+        _check_batch_size(batch_size=page_size)
+        after: int | None = 0
+        path = _bank_path(name, "contents")
+        while after is not None:
+            params = {
+                "after": str(after),
+                "limit": str(page_size),
+                "include_disabled": "true" if include_disabled else "false",
+            }
+            response = self._call("GET", path, params=params)
+            body = self._checked_json(response)
+            page = self._parsed(response, lambda answer: list(answer["contents"]), body)
+            for item in page:
+                yield self._parsed(response, bank_content, item)
+            after = self._parsed(response, lambda answer: answer["next_after"], body)
+
+    def _set_content(self, name: str, content_id: int, change: dict[str, Any]) -> BankContent:
+        path = _bank_path(name, "contents", str(content_id))
+        response = self._call("PATCH", path, retries=0, json=change)
+        return self._parsed(response, bank_content, self._written_json(response))
+
+    def _written_json(self, response: httpx.Response) -> Any:
+        """The body of a change's answer (200, or 201 for what it created); else raises."""
+        if response.status_code not in (200, 201):
+            self._raise_for(response)
+        body = _json_body(response)
+        if body is None:
+            raise self._unexpected(response, "not JSON")
+        return body
+
     def _match_chunk(
         self, start: int, images: Sequence[ImageInput], params: list[tuple[str, str]]
     ) -> list[MatchResult]:
@@ -325,6 +422,11 @@ class Client:
             return parse(body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._unexpected(response, str(exc)) from None
+
+
+def _bank_path(name: str, *parts: str) -> str:
+    """``/v1/banks/NAME/...``, each part quoted (a name is never a path)."""
+    return "/".join(["/v1/banks", *(urllib.parse.quote(p, safe="") for p in (name, *parts))])
 
 
 def _check_batch_size(batch_size: int) -> None:

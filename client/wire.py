@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
+from hashmatch.banks import NewContent
+from hashmatch.banks.records import ENABLED
 from hashmatch.errors import (
     ImageDecodeError,
     ImageError,
@@ -25,17 +27,25 @@ from hashmatch.hashing import HashResult
 from hashmatch.index.results import Match, MatchResult
 
 __all__ = [
+    "BankContent",
+    "BankInfo",
     "HashQuery",
     "ImageInput",
+    "NewBankContent",
     "ServiceSwitches",
+    "bank_content",
+    "bank_info",
     "batch_results",
     "chunks",
+    "content_json",
+    "exclusions_json",
     "failed",
     "hash_result",
     "image_bytes",
     "image_error",
     "is_result",
     "lookup_answers",
+    "new_ids",
     "query_json",
     "switch_params",
 ]
@@ -190,3 +200,85 @@ def hash_result(body: Any) -> HashResult:
         pdq_quality=body.get("quality"),
         variants=variants,
     )
+
+
+# --- banks (the shapes of hashmatch.service.bank_routes) ----------------------------------
+
+NewBankContent = HashQuery | NewContent
+"""A content to add: its hashes (``{"pdq": hex}``, a :class:`~hashmatch.HashResult`), or a
+:class:`~hashmatch.banks.NewContent` with its note, metadata, URI and state."""
+
+
+class BankInfo(TypedDict):
+    """A bank as ``/v1/banks`` describes it."""
+
+    name: str
+    matching_enabled_ratio: float
+    contents: int
+    exclusions: int
+    records: int
+    created_at: float | None
+    last_record_at: float | None
+    unfolded_records: int | None
+    """Its records the served version has not folded in (matched from the overlay)."""
+    seconds_since_fold: float | None
+    """Since the served version's build read it (None: no build has)."""
+
+
+class BankContent(TypedDict):
+    """One content of a bank, as ``/v1/banks/NAME/contents`` lists it."""
+
+    id: int
+    disable_until_ts: int
+    added_at: float
+    added_by: str | None
+    note: str | None
+    metadata: dict[str, Any] | None
+    uri: str | None
+    signals: dict[str, str]
+
+
+def content_json(item: NewBankContent) -> dict[str, Any]:
+    """One item of ``POST /v1/banks/NAME/contents``."""
+    if isinstance(item, NewContent):
+        body: dict[str, Any] = {"signals": query_json(item.signals)}
+        for key in ("note", "metadata", "uri"):
+            if getattr(item, key) is not None:
+                body[key] = getattr(item, key)
+        if item.disable_until_ts != ENABLED:
+            body["disable_until_ts"] = item.disable_until_ts
+        return body
+    return {"signals": query_json(item)}
+
+
+def exclusions_json(
+    hashes: Sequence[tuple[str, str | Hash]], entries: Sequence[tuple[str, str]]
+) -> dict[str, list[dict[str, str]]]:
+    """The body of ``/v1/banks/NAME/exclusions``: ``(algorithm, hash)`` and ``(list,
+    entry_id)`` pairs."""
+    return {
+        "hashes": [
+            {"algorithm": algorithm, "hash": value.hex if isinstance(value, Hash) else str(value)}
+            for algorithm, value in hashes
+        ],
+        "entries": [{"list": name, "entry_id": str(entry)} for name, entry in entries],
+    }
+
+
+def new_ids(body: Any) -> list[int]:
+    ids = body["ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise ValueError("ids must be a list of whole numbers")
+    return ids
+
+
+def bank_info(body: Any) -> BankInfo:
+    if not isinstance(body, dict) or not isinstance(body["name"], str):
+        raise ValueError("not a bank")
+    return cast(BankInfo, body)
+
+
+def bank_content(body: Any) -> BankContent:
+    if not isinstance(body, dict) or not isinstance(body["id"], int):
+        raise ValueError("not a bank content")
+    return cast(BankContent, body)

@@ -29,6 +29,7 @@ from hashmatch.service.matching import (
     match_options_from_query,
     match_upload,
 )
+from hashmatch.service.metrics import bank_stats, served_snapshot
 from hashmatch.service.request_log import MATCH_COUNT_KEY
 from hashmatch.service.state import ServiceError, service_state
 
@@ -234,13 +235,16 @@ async def hash_image(
 @router.get("/index")
 async def index_info(request: Request) -> dict[str, Any]:
     """The served version: build and load times, per algorithm entries and thresholds, per
-    list counts, and the state of reload checks."""
+    list counts, the state of reload checks, and the banks against it (records not yet
+    folded in, the overlay's size)."""
     state = service_state(request)
     matcher = state.matcher()
     status = state.watch.status
     age = state.watch.seconds_since_success()
+    state.banks.poll()
     return {
         **matcher.info(),
+        "banks": bank_stats(state.banks, served_snapshot(matcher)),
         "reload": {
             "interval": state.config.reload_interval,
             "seconds_since_check": None if age is None else round(age, 3),

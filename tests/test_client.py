@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from hashmatch import Hash, HashResult, Matcher, MatchResult, hash_image
+from hashmatch.banks import NewContent
 from hashmatch.client import Client
 from hashmatch.errors import (
     AuthenticationError,
@@ -20,6 +21,7 @@ from hashmatch.errors import (
     ServiceCallError,
     ServiceUnavailableError,
 )
+from hashmatch.fixtures.hashlists import random_codes
 from hashmatch.fixtures.service import (
     KnownIndex,
     free_port,
@@ -304,3 +306,116 @@ def test_bad_client_settings_raise_option_error() -> None:
         Client("http://service.test", retries=-1)
     with pytest.raises(OptionError, match="token"):
         Client("http://service.test", "two words")
+
+
+# --- banks (a writing server of its own: its contents must not reach the tests above) -----
+
+
+@pytest.fixture(scope="module")
+def bank_known(tmp_path_factory: pytest.TempPathFactory) -> KnownIndex:
+    return known_index(tmp_path_factory.mktemp("client-banks"))
+
+
+@pytest.fixture(scope="module")
+def bank_client(bank_known: KnownIndex) -> Iterator[Client]:
+    with (
+        serving_in_thread(ServiceConfig(index=bank_known.path, bank_writer=True)) as url,
+        Client(url) as opened,
+    ):
+        wait_until("the bank server being ready", opened.ready)
+        yield opened
+
+
+def _bank_codes(count: int, seed: int) -> list[str]:
+    return [row.tobytes().hex() for row in random_codes(count, seed=seed)]
+
+
+def _matched(client: Client, code: str) -> list[tuple[str, str | None]]:
+    return [(m.list, m.entry_id) for m in client.lookup({"pdq": code})]
+
+
+def test_contents_added_to_a_bank_match_at_once(bank_client: Client) -> None:
+    created = bank_client.create_bank("CLIENT_ADDED", matching_enabled_ratio=0.5)
+    assert (created["name"], created["matching_enabled_ratio"], created["contents"]) == (
+        "CLIENT_ADDED",
+        0.5,
+        0,
+    )
+    plain, noted = _bank_codes(2, seed=301)
+    ids = bank_client.add_to_bank(
+        "CLIENT_ADDED",
+        [{"pdq": Hash.from_hex("pdq", plain)}, NewContent({"pdq": noted}, note="case 7")],
+    )
+    assert len(ids) == 2 and ids[0] < ids[1]
+    assert _matched(bank_client, plain) == [("CLIENT_ADDED", str(ids[0]))]
+    (labelled,) = bank_client.lookup({"pdq": noted})
+    assert (labelled.entry_id, labelled.label) == (str(ids[1]), "case 7")
+
+
+def test_disable_enable_and_delete_change_what_matches(bank_client: Client) -> None:
+    bank_client.create_bank("CLIENT_TOGGLED")
+    (code,) = _bank_codes(1, seed=302)
+    (content,) = bank_client.add_to_bank("CLIENT_TOGGLED", [{"pdq": code}])
+    assert bank_client.disable("CLIENT_TOGGLED", content)["disable_until_ts"] == 0
+    assert _matched(bank_client, code) == []
+    assert bank_client.enable("CLIENT_TOGGLED", content)["disable_until_ts"] == 1
+    assert _matched(bank_client, code) == [("CLIENT_TOGGLED", str(content))]
+    assert bank_client.delete_content("CLIENT_TOGGLED", content) is True
+    assert bank_client.delete_content("CLIENT_TOGGLED", content) is False
+    assert _matched(bank_client, code) == []
+
+
+def test_bank_contents_iterates_every_page(bank_client: Client) -> None:
+    bank_client.create_bank("CLIENT_PAGED")
+    codes = _bank_codes(7, seed=303)
+    ids = bank_client.add_to_bank("CLIENT_PAGED", [{"pdq": code} for code in codes])
+    bank_client.disable("CLIENT_PAGED", ids[3])
+    listed = list(bank_client.bank_contents("CLIENT_PAGED", page_size=2))
+    assert [item["id"] for item in listed] == ids[:3] + ids[4:]
+    assert [item["signals"]["pdq"] for item in listed] == codes[:3] + codes[4:]
+    everything = bank_client.bank_contents("CLIENT_PAGED", include_disabled=True, page_size=3)
+    assert [item["id"] for item in everything] == ids
+
+
+def test_exclude_hides_a_published_entry_until_undone(
+    bank_client: Client, bank_known: KnownIndex
+) -> None:
+    bank_client.create_bank("CLIENT_EXCLUDER")
+    known_code = bank_known.pdq[0]
+    assert _matched(bank_client, known_code) == [("KNOWN", "1")]
+    bank_client.exclude("CLIENT_EXCLUDER", hashes=[("pdq", known_code)])
+    assert _matched(bank_client, known_code) == []
+    bank_client.exclude("CLIENT_EXCLUDER", hashes=[("pdq", known_code)], undo=True)
+    bank_client.exclude("CLIENT_EXCLUDER", entries=[("KNOWN", "1")])
+    assert _matched(bank_client, known_code) == []
+    bank_client.exclude("CLIENT_EXCLUDER", entries=[("KNOWN", "1")], undo=True)
+    assert _matched(bank_client, known_code) == [("KNOWN", "1")]
+
+
+def test_bank_refusals_raise_with_the_servers_message(bank_client: Client) -> None:
+    with pytest.raises(ServiceCallError) as missing:
+        bank_client.add_to_bank("CLIENT_NOPE", [{"pdq": _bank_codes(1, seed=304)[0]}])
+    assert (missing.value.status, missing.value.message) == (404, "bank 'CLIENT_NOPE' not found")
+    bank_client.create_bank("CLIENT_REFUSED")
+    with pytest.raises(ServiceCallError) as bad:
+        bank_client.add_to_bank("CLIENT_REFUSED", [{"pdq": "abc"}])
+    assert bad.value.status == 400 and bad.value.message.startswith("contents[0].signals: ")
+    assert list(bank_client.bank_contents("CLIENT_REFUSED", include_disabled=True)) == []
+
+
+def test_a_read_only_server_refuses_bank_changes(client: Client) -> None:
+    with pytest.raises(ServiceCallError) as refused:
+        client.create_bank("CLIENT_READ_ONLY")
+    assert refused.value.status == 403
+    assert "only reads the banks" in refused.value.message
+
+
+def test_bank_changes_are_sent_once_even_with_retries() -> None:
+    unavailable = httpx.Response(503, json={"message": "index not yet ready"})
+    transport, answered = _answering(unavailable, unavailable, unavailable)
+    with (
+        Client("http://service.test", retries=3, transport=transport) as patient,
+        pytest.raises(ServiceUnavailableError),
+    ):
+        patient.add_to_bank("B", [{"pdq": _bank_codes(1, seed=305)[0]}])
+    assert answered == [503]  # an add repeated would add twice
