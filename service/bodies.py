@@ -7,6 +7,9 @@ field name is the content type, with HMA's own messages (:func:`hma_upload`).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -15,7 +18,16 @@ from hashmatch.service.limits import BodyStalled, BodyTooLarge
 from hashmatch.service.state import ServiceError
 from hashmatch.service.uploads import Upload
 
-__all__ = ["CONTENT_TYPES", "hma_upload", "image_uploads", "multipart_files"]
+__all__ = [
+    "BAD_JSON",
+    "CONTENT_TYPES",
+    "NOT_JSON",
+    "hma_json_body",
+    "hma_upload",
+    "image_uploads",
+    "request_media_type",
+    "multipart_files",
+]
 
 CONTENT_TYPES = ("photo", "video")
 """HMA's content types, which are also its upload field names."""
@@ -24,7 +36,7 @@ _RAW_TYPES = ("image/", "application/octet-stream")
 _MAX_FIELDS = 100
 
 
-def _media_type(request: Request) -> str:
+def request_media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
@@ -62,7 +74,7 @@ def _at_most(max_files: int) -> str:
 
 async def image_uploads(request: Request, max_files: int = 1) -> list[Upload]:
     """The images a native route was sent: the raw body, or every multipart file."""
-    media_type = _media_type(request)
+    media_type = request_media_type(request)
     if media_type.startswith("multipart/form-data"):
         files = [upload for _, upload in await multipart_files(request, max_files)]
         if not files:
@@ -83,7 +95,7 @@ async def image_uploads(request: Request, max_files: int = 1) -> list[Upload]:
 
 async def hma_upload(request: Request) -> tuple[str, Upload]:
     """HMA's upload: exactly one multipart file, its field name the content type."""
-    if not _media_type(request).startswith("multipart/form-data"):
+    if not request_media_type(request).startswith("multipart/form-data"):
         raise ServiceError(400, "Missing multipart/form-data file upload")
     try:
         files = await multipart_files(request, max_files=1)
@@ -97,3 +109,21 @@ async def hma_upload(request: Request) -> tuple[str, Upload]:
     if field not in CONTENT_TYPES:
         raise ServiceError(400, f"no such content_type: '{field}'")
     return field, upload
+
+
+NOT_JSON = (
+    "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
+)
+BAD_JSON = "The browser (or proxy) sent a request that this server could not understand."
+
+
+async def hma_json_body(request: Request) -> Any:
+    """A JSON body as HMA (Flask's ``request.json``) takes it: 415 for another content type,
+    400 for JSON that does not parse, with Flask's messages."""
+    kind = request_media_type(request)
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise ServiceError(415, NOT_JSON)
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise ServiceError(400, BAD_JSON) from None

@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hashmatch.banks import BankDirectory, BankEntry, BankState, NewContent
 from hashmatch.errors import BankError
-from hashmatch.service.bodies import CONTENT_TYPES, hma_upload
+from hashmatch.service.bodies import CONTENT_TYPES, hma_json_body, hma_upload, request_media_type
 from hashmatch.service.fetch import check_content_type, fetch_url, url_content_type
-from hashmatch.service.hma_routes import _BAD_JSON, _NOT_JSON, _upload_hashes
+from hashmatch.service.hma_routes import upload_hashes
 from hashmatch.service.hma_signals import (
     HMA_SIGNAL_TYPES,
     InvalidSignal,
@@ -141,14 +141,10 @@ def _caller(request: Request) -> str | None:
 # --- bodies --------------------------------------------------------------------------------
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
 async def _model_body(request: Request, model: type[Model]) -> Model | JSONResponse:
     """The body as HMA's model, or HMA's 422 with pydantic's errors (a body that is not a
     JSON object validates as nothing, as HMA's does)."""
-    media_type = _media_type(request)
+    media_type = request_media_type(request)
     data: Any = None
     if media_type == "application/json" or media_type.endswith("+json"):
         try:
@@ -161,21 +157,9 @@ async def _model_body(request: Request, model: type[Model]) -> Model | JSONRespo
         return JSONResponse(json.loads(exc.json()), status_code=422)
 
 
-async def _json_body(request: Request) -> Any:
-    """The JSON body, as Flask's ``request.json`` takes it: 415 for another content type,
-    400 for JSON that does not parse."""
-    media_type = _media_type(request)
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ServiceError(415, _NOT_JSON)
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise ServiceError(400, _BAD_JSON) from None
-
-
 async def _form_fields(request: Request) -> dict[str, str]:
     """A form body's ``metadata`` and ``note`` (the form is parsed once per request)."""
-    media_type = _media_type(request)
+    media_type = request_media_type(request)
     if media_type not in _FORM_TYPES:
         return {}
     fields: dict[str, str] = {}
@@ -362,7 +346,7 @@ async def bank_add_signals(request: Request, bank_name: str) -> dict[str, Any]:
     it matches from the next lookup."""
     state = service_state(request)
     state.writer()
-    body = await _json_body(request)
+    body = await hma_json_body(request)
     with _current(state) as directory:
         directory.bank(bank_name)
     if not body:
@@ -398,13 +382,13 @@ async def bank_add_content(
         fetched = await fetch_url(state.config, url)
         kind, upload = url_content_type(content_type, fetched.media_type), fetched.upload
     else:
-        media_type = _media_type(request)
+        media_type = request_media_type(request)
         if media_type != "multipart/form-data":
             raise ServiceError(400, "Neither `url` nor multipart file upload was received")
         kind, upload = await hma_upload(request)
         fields = await _form_fields(request)
         metadata = _metadata(fields.get("metadata"))
-    hashes = await _upload_hashes(state, kind, upload, types)
+    hashes = await upload_hashes(state, kind, upload, types)
     note, uri = fields.get("note"), url or None
     return await _add(state, request, bank_name, hashes, note=note, metadata=metadata, uri=uri)
 
@@ -429,7 +413,7 @@ async def content_update(request: Request, bank_name: str, content_id: int) -> d
     writer = state.writer()
     with _current(state) as directory:
         entry = directory.content(bank_name, content_id)
-    body = await _json_body(request)
+    body = await hma_json_body(request)
     if not isinstance(body, dict):
         raise ServiceError(400, "Request input was not a dict")
     if "note" in body and body["note"] != entry.note:

@@ -15,7 +15,6 @@ them (rotations, borders), answered in HMA's shape.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -29,7 +28,7 @@ from hashmatch.hashes import Hash
 from hashmatch.index.matcher import Matcher
 from hashmatch.index.results import Match
 from hashmatch.registry import get_algorithm
-from hashmatch.service.bodies import hma_upload
+from hashmatch.service.bodies import hma_json_body, hma_upload
 from hashmatch.service.fetch import check_content_type, fetch_url, url_content_type
 from hashmatch.service.hma_signals import (
     BankMatches,
@@ -57,11 +56,6 @@ from hashmatch.service.uploads import Upload
 __all__ = ["router"]
 
 router = APIRouter(tags=["hma"])
-
-_NOT_JSON = (
-    "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
-)
-_BAD_JSON = "The browser (or proxy) sent a request that this server could not understand."
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -238,7 +232,7 @@ async def _byte_hashes(data: bytes, signal_types: dict[str, str]) -> dict[str, s
     return await run_in_threadpool(digest) if len(data) > 1 << 20 else digest()
 
 
-async def _upload_hashes(
+async def upload_hashes(
     state: ServiceState, content_type: str, upload: Upload, types: str | None
 ) -> dict[str, str]:
     """HMA's ``/h/hash`` answer: signal type -> hex, ``""`` under the quality floor."""
@@ -278,7 +272,7 @@ async def hash_url(
     check_content_type(content_type)
     fetched = await fetch_url(state.config, url)
     kind = url_content_type(content_type, fetched.media_type)
-    return await _upload_hashes(state, kind, fetched.upload, types)
+    return await upload_hashes(state, kind, fetched.upload, types)
 
 
 @router.post("/h/hash", openapi_extra=_UPLOAD_BODY)
@@ -286,7 +280,7 @@ async def hash_post(request: Request, types: Types = None) -> dict[str, str]:
     """Hash one uploaded file (field ``photo`` or ``video``): ``{"pdq": "<hex>"}``."""
     state = service_state(request)
     content_type, upload = await hma_upload(request)
-    return await _upload_hashes(state, content_type, upload, types)
+    return await upload_hashes(state, content_type, upload, types)
 
 
 @router.get("/m/index/status")
@@ -326,13 +320,7 @@ async def compare(request: Request) -> dict[str, list[Any]]:
     """Compare pairs of hashes: ``{"pdq": [h1, h2]}`` → ``{"pdq": [within threshold,
     {"distance": d}]}`` (exact types: ``[equal, {}]``). Needs no index: the threshold is
     the served index's, else the algorithm's default."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ServiceError(415, _NOT_JSON)
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise ServiceError(400, _BAD_JSON) from None
+    body = await hma_json_body(request)
     if not isinstance(body, dict):
         raise ServiceError(400, "Request input was not a dict")
     matcher = service_state(request).watch.matcher
