@@ -88,6 +88,8 @@ class BankDirectory:
         self.problem_count = 0
         self._positions: dict[str, LogRead] = {}
         self._hint: tuple[int, int, int] | None = None
+        self._changes_path = os.fspath(self.path / CHANGES)
+        """A string: a lookup stats it, and a Path's joins cost more than the stat."""
         self._max_id = 0
         self._lock = threading.RLock()
 
@@ -145,7 +147,7 @@ class BankDirectory:
 
     def _changes_hint(self) -> tuple[int, int, int]:
         try:
-            status = os.stat(self.path / CHANGES)
+            status = os.stat(self._changes_path)
         except OSError:
             return (0, 0, 0)
         return (status.st_ino, status.st_size, status.st_mtime_ns)

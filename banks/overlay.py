@@ -31,7 +31,7 @@ from hashmatch.errors import HashmatchError
 from hashmatch.index.artifact import checked_index_path, read_manifest, resolve_version
 from hashmatch.index.loaded import LoadedIndex
 from hashmatch.index.results import Match
-from hashmatch.index.search import FlatSearcher
+from hashmatch.index.search import FlatSearcher, SearchHits
 from hashmatch.index.verdict import Query, nearest_hits, query_rows
 from hashmatch.registry import get_algorithm
 
@@ -220,7 +220,7 @@ class View:
             override = thresholds.get(algorithm)
             owners = table.owners
             limits = {bank: _limit(snapshot, algorithm, bank, override) for bank in table.banks}
-            hits = FlatSearcher(table.codes[:rows]).search(query_rows(items), max(limits.values()))
+            hits = _scan(table.codes[:rows], query_rows(items), max(limits.values()))
             for row, (distance, query) in nearest_hits(items, hits).items():
                 if not table.added[row] <= self.generation < table.dead[row]:
                     continue
@@ -269,6 +269,22 @@ class View:
         """A bank's ``matching_enabled_ratio`` (None: not a bank of this directory)."""
         state = self.overlay.directory.banks.get(name)
         return state.ratio if state is not None and state.exists else None
+
+
+_NUMPY_PAIRS = 16_384
+"""Up to this many (query, code) pairs numpy's scan beats faiss's, whose call and result
+set-up cost more than comparing a few thousand codes."""
+
+
+def _scan(codes: np.ndarray, queries: np.ndarray, radius: int) -> SearchHits:
+    """Every (query, code) within ``radius``: the exact scan, by numpy or by faiss."""
+    if len(codes) * len(queries) > _NUMPY_PAIRS:
+        return FlatSearcher(codes).search(queries, radius)
+    if codes.shape[1] % 8 == 0:  # 64-bit words: an eighth of the elements to count and sum
+        codes, queries = codes.view(np.uint64), np.ascontiguousarray(queries).view(np.uint64)
+    distances = np.bitwise_count(queries[:, None, :] ^ codes[None, :, :]).sum(axis=2)
+    owners, rows = np.nonzero(distances <= radius)
+    return owners, rows, distances[owners, rows].astype(np.int64)
 
 
 def _limit(snapshot: LoadedIndex, algorithm: str, bank: str, override: int | None) -> int:

@@ -3,7 +3,8 @@
 ========================  ========================================================
 ``0`` ``OK``              scan and lookup: nothing matched; hash: every file hashed;
                           index build: published; index verify: intact; others: done
-``1`` ``FOUND``           scan and lookup: at least one match; index verify: damaged
+``1`` ``FOUND``           scan and lookup: at least one match; index verify: damaged;
+                          bank list/log: unreadable log lines (the rest printed)
 ``2`` ``FAILED``          bad input or options, files that could not be hashed (scan:
                           errors and no match), a build that published nothing, worker
                           processes that kept dying
