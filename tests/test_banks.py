@@ -508,3 +508,25 @@ def test_adds_from_threads_racing_a_fast_poll_get_distinct_ids_and_keep_their_ha
     directory.refresh()
     entries = directory.bank("MOD").entries
     assert [entries[i].signals["pdq"] for i in ids] == codes
+
+
+def test_a_bank_of_100000_contents_is_still_searched_exactly(index: Path) -> None:
+    """At the size faiss's scan takes over from numpy's (the overlay's two paths agree)."""
+    rng = np.random.default_rng(89)
+    noise = random_codes(100_000, seed=88)
+    queries = random_codes(4, seed=90)
+    planted = [flip_bits(q, d, rng) for q in queries for d in (0, 15, 31, 32)]
+    codes = np.concatenate([noise, np.stack(planted)])
+    with BankWriter(index / "banks") as writer:
+        writer.create_bank("BIG")
+        for start in range(0, len(codes), 20_000):
+            chunk = codes[start : start + 20_000]
+            writer.add("BIG", [NewContent({"pdq": _hex(c)}) for c in chunk])
+    matcher = Matcher.open(index, banks=BankFollower(index / "banks"))
+    for query in queries:
+        distances = np.bitwise_count(codes ^ query).sum(axis=1)
+        expected = {str(i + 1) for i in np.flatnonzero(distances <= 31).tolist()}
+        assert {
+            m.entry_id for m in matcher.lookup({"pdq": _hex(query)}, dihedral=False)
+        } == expected
+        assert len(expected) >= 3  # the planted 0, 15 and 31; 32 is out

@@ -340,3 +340,27 @@ def test_log_reports_a_corrupt_line_by_number_and_prints_the_rest(banks: Path) -
     listed = _bank(banks, "list", "MODS")
     assert listed.exit_code == 1 and f"{path}:2:" in listed.stderr
     assert [c["signals"]["pdq"] for c in _records(listed)] == [CODES[31]]
+
+
+def test_lookup_and_scan_find_what_was_added_since_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No rebuild in between: the commands search the index's own banks beside it."""
+    monkeypatch.setenv("USER", "tester")
+    index = tmp_path / "idx"
+    listing = tmp_path / "known.csv"
+    write_list(listing, [SyntheticEntry("pdq", FILE_CODES[0], "k0")], "csv")
+    assert _run("index", "build", listing, "-o", index, "-q").exit_code == 0
+    photo = tmp_path / "photos" / "reported.jpg"
+    photo.parent.mkdir()
+    save_image(synthetic_photo(7, (320, 240)), photo)
+    assert _run("bank", "create", "MODS", "--index", index).exit_code == 0
+    added = _records(_run("bank", "add", "MODS", CODES[20], "--index", index, "-f", "jsonl"))
+    assert [m["entry_id"] for m in _lookup(index, CODES[20])] == [str(added[0]["id"])]
+    assert _run("bank", "add", "MODS", "--from-image", photo, "--index", index).exit_code == 0
+    scanned = _run("scan", photo.parent, "--index", index, "-f", "jsonl", "--workers", "1")
+    assert scanned.exit_code == 1, scanned.output  # 1: a match
+    [record] = _records(scanned)
+    assert record["status"] == "match" and record["matches"][0]["list"] == "MODS"
+    assert _run("bank", "disable", "MODS", str(added[0]["id"]), "--index", index).exit_code == 0
+    assert _lookup(index, CODES[20]) == []
